@@ -1,0 +1,56 @@
+"""Trainer callbacks: the metrics file, where to stop, and stopping cleanly on a signal.
+
+They hook into HF Trainer's loop rather than wrapping it, so TRL's GRPOTrainer runs unchanged.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from tina import run_dir as rd
+
+# HF Trainer's last log of a run carries these run totals, not a step's metrics.
+_RUN_TOTALS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
+
+
+class MetricsFile(TrainerCallback):
+    """Append each logging step to metrics.jsonl under TRL's own metric names."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.totals: dict = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if any(k in logs for k in _RUN_TOTALS):
+            self.totals = {k: v for k, v in logs.items() if k in _RUN_TOTALS}
+            return
+        rd.append_metrics(self.run_dir, {"step": state.global_step, **logs})
+
+
+class StopAt(TrainerCallback):
+    """Stop and checkpoint at `stop_step`, before the LR schedule's horizon, as the paper did by hand.
+
+    Also stops, with a checkpoint, after SIGTERM (SLURM's time limit or `scancel`), so a resumed
+    job loses no finished step. Signals only set a flag; the step in flight completes first.
+    """
+
+    def __init__(self, stop_step: int, signals: tuple[int, ...] = (signal.SIGTERM,)):
+        self.stop_step = stop_step
+        self.signalled: int | None = None
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            for sig in signals:
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        self.signalled = signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.stop_step or self.signalled is not None:
+            control.should_training_stop = True
+            control.should_save = True

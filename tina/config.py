@@ -1,0 +1,336 @@
+"""Typed config schema, registered in Hydra's ConfigStore.
+
+Why typed: the paper's own Dr.GRPO recipe set `scale_reward` where the trainer reads
+`scale_rewards`, so its ablation silently ran GRPO. Here every YAML file and override is merged
+onto these dataclasses in struct mode, so a misspelt key, a wrong type or an enum value outside
+its set fails at composition, before any model is loaded. Checks of values (ranges, divisibility, reward
+names, algorithm consistency) live in each section's `check()`, which `validate()` runs on the
+composed config (not `__post_init__`: OmegaConf also builds the schema's unresolved defaults).
+
+Each fact has one home: defaults that hold for every recipe are the dataclass defaults below or
+the group files in conf/; a recipe changes only what differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key and what is allowed."""
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class AttnImplementation(str, Enum):
+    eager = "eager"
+    sdpa = "sdpa"
+    flash_attention_2 = "flash_attention_2"
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "${tina_dir:}/embedded/tiny"
+    dtype: Dtype = Dtype.float32
+    attn_implementation: AttnImplementation = AttnImplementation.sdpa
+    # Jinja chat template replacing the tokenizer's own; null keeps the tokenizer's.
+    chat_template: Optional[str] = None
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 32
+    alpha: int = "${mul:4,${.rank}}"  # type: ignore[assignment]  # resolved to 4 x rank
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+    def check(self) -> None:
+        _require(self.rank > 0, "lora.rank", f"must be a positive integer, got {self.rank}")
+        _require(self.alpha > 0, "lora.alpha", f"must be positive, got {self.alpha}")
+        _require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
+        _require(len(self.target_modules) > 0, "lora.target_modules", "must name at least one module")
+
+
+class Scheduler(str, Enum):
+    cosine_with_min_lr = "cosine_with_min_lr"
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    scheduler: Scheduler = Scheduler.cosine_with_min_lr
+    min_lr_rate: float = 0.1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optimizer: str = "adamw_torch"
+
+    def check(self) -> None:
+        _require(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
+        _require(0.0 <= self.warmup_ratio < 1.0, "optim.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _require(0.0 <= self.min_lr_rate <= 1.0, "optim.min_lr_rate", f"must be in [0, 1], got {self.min_lr_rate}")
+        _require(self.max_grad_norm > 0, "optim.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+
+
+class AlgorithmName(str, Enum):
+    grpo = "grpo"
+    dr_grpo = "dr_grpo"
+    custom = "custom"
+
+
+class LossType(str, Enum):
+    grpo = "grpo"
+    dr_grpo = "dr_grpo"
+    dapo = "dapo"
+    bnpo = "bnpo"
+
+
+class ScaleRewards(str, Enum):
+    group = "group"
+    batch = "batch"
+    none = "none"
+
+
+# What makes an algorithm that algorithm. A named algorithm with other values is refused: the
+# paper's Dr.GRPO row ran GRPO because nothing checked this.
+ALGORITHM_DEFINITIONS = {
+    AlgorithmName.grpo: {"loss_type": LossType.grpo, "scale_rewards": ScaleRewards.group},
+    AlgorithmName.dr_grpo: {"loss_type": LossType.dr_grpo, "scale_rewards": ScaleRewards.none},
+}
+
+
+@dataclass
+class AlgorithmConfig:
+    name: AlgorithmName = AlgorithmName.grpo
+    loss_type: LossType = LossType.grpo
+    scale_rewards: ScaleRewards = ScaleRewards.group
+    beta: float = 0.04
+    num_generations: int = 4
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    max_prompt_length: Optional[int] = 512
+    max_completion_length: int = 3584
+    epsilon: float = 0.2
+    num_iterations: int = 1
+    mask_truncated_completions: bool = False
+
+    def check(self) -> None:
+        for key, want in ALGORITHM_DEFINITIONS.get(self.name, {}).items():
+            got = getattr(self, key)
+            _require(
+                got == want,
+                f"algorithm.{key}",
+                f"{self.name.value} requires {key}={want.value}, got {got.value}; "
+                "set algorithm.name=custom to run a variant",
+            )
+        _require(self.num_generations >= 2, "algorithm.num_generations",
+                 f"must be >= 2 (group-relative advantages), got {self.num_generations}")
+        _require(self.beta >= 0, "algorithm.beta", f"must be >= 0, got {self.beta}")
+        _require(self.temperature > 0, "algorithm.temperature", f"must be positive, got {self.temperature}")
+        _require(0 < self.top_p <= 1, "algorithm.top_p", f"must be in (0, 1], got {self.top_p}")
+        _require(self.max_completion_length > 0, "algorithm.max_completion_length",
+                 f"must be positive, got {self.max_completion_length}")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "toy"
+    # Hub id of the data set; null means the embedded toy task (tina/toy.py).
+    hub_id: Optional[str] = None
+    config_name: Optional[str] = None
+    split: str = "train"
+    # Local JSONL/Parquet file or folder in the hub's schema, for clusters without hub access.
+    path: Optional[str] = None
+    problem_field: str = "problem"
+    answer_field: str = "solution"
+    # How the gold answer is read from answer_field (tina/data.py: ANSWER_FORMATS).
+    answer_format: str = "as_is"
+    system_prompt: str = "${tina_toy_system_prompt:}"
+    # Toy task only: how many problems to generate, and the seed they come from.
+    size: int = 2000
+    seed: int = 0
+    eval_size: int = 200
+
+
+@dataclass
+class RewardSpec:
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RewardConfig:
+    # reward name (tina/rewards.py) -> weight and parameters
+    funcs: dict[str, RewardSpec] = field(default_factory=dict)
+
+    def check(self) -> None:
+        from tina.rewards import REWARD_NAMES, reward_params
+
+        _require(len(self.funcs) > 0, "reward.funcs", f"must name at least one of {list(REWARD_NAMES)}")
+        for name, spec in self.funcs.items():
+            _require(name in REWARD_NAMES, f"reward.funcs.{name}",
+                     f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
+            allowed = reward_params(name)
+            for param in spec.params:
+                _require(param in allowed, f"reward.funcs.{name}.params.{param}",
+                         f"unknown parameter; allowed: {sorted(allowed) or 'none'}")
+
+
+class WandbMode(str, Enum):
+    disabled = "disabled"
+    offline = "offline"
+    online = "online"
+
+
+@dataclass
+class WandbConfig:
+    mode: WandbMode = WandbMode.disabled  # offline: logs to disk, `wandb sync` later
+    project: str = "tina"
+    entity: Optional[str] = None
+    # Runs of one sweep share a group (the sweep directory), so wandb's UI compares them.
+    group: Optional[str] = None
+
+
+@dataclass
+class ComputeConfig:
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    # Processes (GPUs) per job; each is one torch.distributed rank.
+    num_processes: int = 1
+    # Completions per device per micro-batch; null puts the whole step in one micro-batch.
+    per_device_batch: Optional[int] = None
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.4
+    vllm_max_model_length: Optional[int] = None
+    # GPU type for costing (analysis/prices.yaml); null: read from the device at run time.
+    gpu_type: Optional[str] = None
+
+
+class EarlyStop(str, Enum):
+    off = "off"
+    phase = "phase"
+
+
+@dataclass
+class TrainConfig:
+    # Horizon of the LR schedule. The paper lays it out for ~2 epochs and stops near one.
+    max_steps: int = 1500
+    # Where training really stops (null: max_steps). Changing it does not change the schedule.
+    stop_at_step: Optional[int] = None
+    save_steps: int = 50
+    # Prompts per optimizer step; each gets algorithm.num_generations completions.
+    prompts_per_step: int = 8
+    logging_steps: int = 1
+    seed: int = 42
+    output_dir: str = "${hydra:runtime.output_dir}"
+    # Start again in the same output_dir: continue from its last checkpoint.
+    resume: bool = True
+    early_stop: EarlyStop = EarlyStop.off
+    # Logged steps to wait after a detected phase transition before stopping.
+    early_stop_patience: int = 20
+
+    def check(self) -> None:
+        _require(self.max_steps > 0, "train.max_steps", f"must be positive, got {self.max_steps}")
+        _require(self.stop_at_step is None or 0 < self.stop_at_step <= self.max_steps, "train.stop_at_step",
+                 f"must be in [1, train.max_steps={self.max_steps}] or null, got {self.stop_at_step}")
+        _require(self.save_steps > 0, "train.save_steps", f"must be positive, got {self.save_steps}")
+        _require(self.prompts_per_step > 0, "train.prompts_per_step", f"must be positive, got {self.prompts_per_step}")
+        _require(self.logging_steps > 0, "train.logging_steps", f"must be positive, got {self.logging_steps}")
+
+
+@dataclass
+class TinaConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def check(self) -> None:
+        for section in (self.lora, self.optim, self.algorithm, self.reward, self.train):
+            section.check()
+        completions = self.train.prompts_per_step * self.algorithm.num_generations
+        per_device = self.compute.per_device_batch or completions // self.compute.num_processes
+        micro = per_device * self.compute.num_processes
+        _require(
+            per_device > 0 and completions % micro == 0 and per_device % self.algorithm.num_generations == 0,
+            "compute.per_device_batch",
+            f"{per_device} completions per device x {self.compute.num_processes} processes must divide "
+            f"train.prompts_per_step x algorithm.num_generations = {completions} and be a multiple of "
+            f"algorithm.num_generations={self.algorithm.num_generations}",
+        )
+
+    @property
+    def per_device_batch(self) -> int:
+        completions = self.train.prompts_per_step * self.algorithm.num_generations
+        return self.compute.per_device_batch or completions // self.compute.num_processes
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        completions = self.train.prompts_per_step * self.algorithm.num_generations
+        return completions // (self.per_device_batch * self.compute.num_processes)
+
+    @property
+    def stop_step(self) -> int:
+        return self.train.stop_at_step or self.train.max_steps
+
+
+def _toy_system_prompt() -> str:
+    from tina.toy import SYSTEM_PROMPT
+
+    return SYSTEM_PROMPT
+
+
+def register() -> None:
+    """Register the schema and resolvers (idempotent: Hydra and tests both call it)."""
+    for name, fn in {
+        "mul": lambda a, b: a * b,
+        "tina_dir": lambda: str(PACKAGE_DIR),
+        "tina_toy_system_prompt": _toy_system_prompt,
+    }.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+    ConfigStore.instance().store(name="tina_schema", node=TinaConfig)
+
+
+def validate(cfg: DictConfig) -> TinaConfig:
+    """Check a composed config and return it as typed objects; raise ConfigError on bad input."""
+    try:
+        tc: TinaConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as e:
+        raise ConfigError(str(e)) from None
+    tc.check()
+    return tc
+
+
+register()

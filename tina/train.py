@@ -1,0 +1,246 @@
+"""`python -m tina.train`: one LoRA-GRPO run through TRL's GRPOTrainer, configured by Hydra.
+
+The order below is deliberate: validate the whole config before touching a model or a file, so
+bad input costs nothing; write the run directory's config and summary before training, so even a
+crash leaves a readable row; resume from the run's own last checkpoint, so a requeued or rerun
+job never redoes finished steps. A failure is recorded in summary.json and re-raised, so Hydra
+marks that job failed while the rest of a multirun goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from tina import run_dir as rd
+from tina.config import TinaConfig, validate
+
+log = logging.getLogger("tina.train")
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The composed config as a rich tree, groups in schema order."""
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("config", style="bold")
+    for group, node in cfg.items():
+        text = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else str(node)
+        tree.add(str(group), style="bold").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark"))
+    rich.print(tree)
+
+
+def _wandb_env(tc: TinaConfig, run_dir: Path) -> None:
+    """wandb reads these when HF's callback initialises it; the id makes a resumed job continue the same run."""
+    import hashlib
+
+    os.environ["WANDB_MODE"] = tc.wandb.mode.value
+    os.environ["WANDB_PROJECT"] = tc.wandb.project
+    os.environ["WANDB_RUN_ID"] = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    os.environ["WANDB_RESUME"] = "allow"
+    os.environ["WANDB_DIR"] = str(run_dir)
+    if tc.wandb.entity:
+        os.environ["WANDB_ENTITY"] = tc.wandb.entity
+    from hydra.core.hydra_config import HydraConfig
+
+    group = tc.wandb.group
+    if group is None and HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        group = Path(HydraConfig.get().sweep.dir).name
+    if group:
+        os.environ["WANDB_RUN_GROUP"] = group
+
+
+def build_grpo_args(tc: TinaConfig, run_dir: Path):
+    """The one place tina's config becomes TRL's GRPOConfig (TRL renames keys between releases)."""
+    from trl import GRPOConfig
+
+    a, o, c, t = tc.algorithm, tc.optim, tc.compute, tc.train
+    return GRPOConfig(
+        output_dir=str(run_dir / rd.CHECKPOINTS),
+        run_name=run_dir.name,
+        report_to="none" if tc.wandb.mode.value == "disabled" else ["wandb"],
+        seed=t.seed,
+        max_steps=t.max_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        logging_steps=t.logging_steps,
+        learning_rate=o.lr,
+        lr_scheduler_type=o.scheduler.value,
+        lr_scheduler_kwargs={"min_lr_rate": o.min_lr_rate} if o.scheduler.value == "cosine_with_min_lr" else {},
+        warmup_steps=o.warmup_ratio,  # TRL 1.16: a float below 1 is a ratio of max_steps
+        weight_decay=o.weight_decay,
+        max_grad_norm=o.max_grad_norm,
+        optim=o.optimizer,
+        per_device_train_batch_size=tc.per_device_batch,
+        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        loss_type=a.loss_type.value,
+        scale_rewards=a.scale_rewards.value,
+        beta=a.beta,
+        num_generations=a.num_generations,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        top_k=a.top_k,
+        max_completion_length=a.max_completion_length,
+        epsilon=a.epsilon,
+        num_iterations=a.num_iterations,
+        mask_truncated_completions=a.mask_truncated_completions,
+        reward_weights=[spec.weight for spec in tc.reward.funcs.values()],
+        bf16=c.bf16,
+        gradient_checkpointing=c.gradient_checkpointing,
+        use_vllm=c.use_vllm,
+        vllm_mode=c.vllm_mode,
+        vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
+        vllm_max_model_length=c.vllm_max_model_length,
+        use_cpu=not c.bf16 and not _cuda(),
+        disable_tqdm=False,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_model_and_tokenizer(tc: TinaConfig):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = tc.model
+    tokenizer = AutoTokenizer.from_pretrained(m.name_or_path)
+    if m.chat_template is not None:
+        tokenizer.chat_template = m.chat_template
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        m.name_or_path, dtype=getattr(torch, m.dtype.value), attn_implementation=m.attn_implementation.value
+    )
+    return model, tokenizer
+
+
+def lora_config(tc: TinaConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=tc.lora.rank,
+        lora_alpha=tc.lora.alpha,
+        lora_dropout=tc.lora.dropout,
+        target_modules=list(tc.lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def reward_funcs(tc: TinaConfig) -> list:
+    from tina.rewards import get_reward
+
+    return [get_reward(name, **spec.params) for name, spec in tc.reward.funcs.items()]
+
+
+def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
+    from tina.heldout import score
+
+    return score(
+        model, tokenizer, list(eval_ds["prompt"]), list(eval_ds["solution"]),
+        temperature=tc.algorithm.temperature, max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
+    )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run (or resume) one training job in cfg.train.output_dir; return its summary."""
+    tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
+    run_dir = Path(tc.train.output_dir)
+    rd.check_or_write_config(run_dir, cfg)
+    previous = rd.read_summary(run_dir)
+    if previous.get("status") in ("completed", "stopped_early") and previous.get("steps", 0) >= tc.stop_step:
+        log.info("%s already finished at step %s; nothing to do", run_dir, previous["steps"])
+        return previous
+
+    started = time.time()
+    wall_before = previous.get("wall_seconds", 0.0)
+    env = rd.environment()
+    env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
+    rd.write_summary(
+        run_dir, status="running", error=None, max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step,
+        steps=previous.get("steps", 0), wall_seconds=wall_before, model=tc.model.name_or_path, **env,
+    )
+    try:
+        return _train(tc, cfg, run_dir, started, wall_before)
+    except BaseException as e:
+        rd.write_summary(
+            run_dir, status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
+            wall_seconds=wall_before + time.time() - started,
+        )
+        raise
+
+
+def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_before: float) -> dict:
+    from trl import GRPOTrainer
+
+    from tina import data
+    from tina.callbacks import MetricsFile, StopAt
+
+    if tc.wandb.mode.value != "disabled":
+        _wandb_env(tc, run_dir)
+    model, tokenizer = load_model_and_tokenizer(tc)
+    train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
+    eval_ds = data.load_eval(tc.dataset)
+
+    resume_from = rd.last_checkpoint(run_dir)
+    if resume_from is not None:
+        step = int(resume_from.name.split("-")[1])
+        log.info("resuming from %s", resume_from)
+        rd.truncate_metrics(run_dir, after_step=step)
+    else:
+        (run_dir / rd.METRICS).unlink(missing_ok=True)
+
+    base_scores = rd.read_summary(run_dir).get("heldout_base")
+    if eval_ds is not None and base_scores is None:
+        base_scores = _heldout(model, tokenizer, eval_ds, tc)
+        rd.write_summary(run_dir, heldout_base=base_scores)
+        log.info("held-out before training: %s", base_scores)
+
+    metrics_cb = MetricsFile(run_dir)
+    stop_cb = StopAt(tc.stop_step)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs(tc),
+        args=build_grpo_args(tc, run_dir),
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(tc),
+        callbacks=[metrics_cb, stop_cb],
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    rd.write_summary(run_dir, num_params=total, trainable_params=trainable)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    steps = trainer.state.global_step
+    status = "preempted" if stop_cb.signalled is not None else "completed"
+    fields = dict(steps=steps, wall_seconds=wall_before + time.time() - started, **metrics_cb.totals)
+    if status == "completed":
+        trainer.save_model(str(run_dir / rd.ADAPTER))
+        if eval_ds is not None:
+            fields["heldout_final"] = _heldout(trainer.model, tokenizer, eval_ds, tc)
+            log.info("held-out after training: %s", fields["heldout_final"])
+    summary = rd.write_summary(run_dir, status=status, saved_steps=rd.saved_steps(run_dir), **fields)
+    log.info("%s: %s after %d steps in %.0f s -> %s", run_dir, status, steps, summary["wall_seconds"], run_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> dict:
+    print_config(cfg)
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
