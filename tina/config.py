@@ -334,3 +334,31 @@ def validate(cfg: DictConfig) -> TinaConfig:
 
 
 register()
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse `lora.rnk=3` naming the allowed keys; Hydra's own message names only the bad one."""
+    import dataclasses
+    import difflib
+    import typing
+
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" not in override or key.startswith("hydra") or "/" in key or "." not in key:
+            continue  # group choices (dataset=toy) and Hydra's own keys: Hydra lists their options
+        node: Any = TinaConfig
+        parts = key.split(".")
+        depth = 0
+        while depth < len(parts) and dataclasses.is_dataclass(node):
+            fields = [f.name for f in dataclasses.fields(node)]
+            part = parts[depth]
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "the config"
+                close = difflib.get_close_matches(part, fields, n=1)
+                hint = f" (did you mean {'.'.join(parts[:depth] + close)}?)" if close else ""
+                raise ConfigError(f"{key}: unknown key{hint}; {where} has: {', '.join(fields)}")
+            node = typing.get_type_hints(node)[part]
+            depth += 1
+            if typing.get_origin(node) is dict:  # reward.funcs.<name>: skip the free-form name
+                node = typing.get_args(node)[1]
+                depth += 1

@@ -242,5 +242,17 @@ def main(cfg: DictConfig) -> dict:
     return train(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    import sys
+
+    from tina.config import ConfigError, check_override_keys
+
+    try:
+        check_override_keys(sys.argv[1:])
+    except ConfigError as e:
+        sys.exit(f"tina: {e}")
     main()
+
+
+if __name__ == "__main__":
+    cli()
