@@ -170,7 +170,8 @@ class DatasetConfig:
     answer_field: str = "solution"
     # How the gold answer is read from answer_field (tina/data.py: ANSWER_FORMATS).
     answer_format: str = "as_is"
-    system_prompt: str = "${tina_toy_system_prompt:}"
+    # A name in tina/data.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
+    system_prompt: str = "${system_prompt:toy}"
     # Toy task only: how many problems to generate, and the seed they come from.
     size: int = 2000
     seed: int = 0
@@ -240,7 +241,8 @@ class EarlyStop(str, Enum):
 @dataclass
 class TrainConfig:
     # Horizon of the LR schedule. The paper lays it out for ~2 epochs and stops near one.
-    max_steps: int = 1500
+    # null: one epoch of the data set (the paper's OpenR1 and OpenThoughts runs).
+    max_steps: Optional[int] = 1500
     # Where training really stops (null: max_steps). Changing it does not change the schedule.
     stop_at_step: Optional[int] = None
     save_steps: int = 50
@@ -256,8 +258,10 @@ class TrainConfig:
     early_stop_patience: int = 20
 
     def check(self) -> None:
-        _require(self.max_steps > 0, "train.max_steps", f"must be positive, got {self.max_steps}")
-        _require(self.stop_at_step is None or 0 < self.stop_at_step <= self.max_steps, "train.stop_at_step",
+        _require(self.max_steps is None or self.max_steps > 0, "train.max_steps",
+                 f"must be positive or null (one epoch), got {self.max_steps}")
+        _require(self.stop_at_step is None or 0 < self.stop_at_step <= (self.max_steps or self.stop_at_step),
+                 "train.stop_at_step",
                  f"must be in [1, train.max_steps={self.max_steps}] or null, got {self.stop_at_step}")
         _require(self.save_steps > 0, "train.save_steps", f"must be positive, got {self.save_steps}")
         _require(self.prompts_per_step > 0, "train.prompts_per_step", f"must be positive, got {self.prompts_per_step}")
@@ -301,14 +305,17 @@ class TinaConfig:
         return completions // (self.per_device_batch * self.compute.num_processes)
 
     @property
-    def stop_step(self) -> int:
+    def stop_step(self) -> int | None:
+        """Where training stops; None: at the end of the schedule (one epoch when max_steps is null)."""
         return self.train.stop_at_step or self.train.max_steps
 
 
-def _toy_system_prompt() -> str:
-    from tina.toy import SYSTEM_PROMPT
+def _system_prompt(name: str) -> str:
+    from tina.data import SYSTEM_PROMPTS
 
-    return SYSTEM_PROMPT
+    if name not in SYSTEM_PROMPTS:
+        raise ConfigError(f"dataset.system_prompt: unknown prompt {name!r}; allowed: {sorted(SYSTEM_PROMPTS)}")
+    return SYSTEM_PROMPTS[name]
 
 
 def register() -> None:
@@ -316,7 +323,7 @@ def register() -> None:
     for name, fn in {
         "mul": lambda a, b: a * b,
         "tina_dir": lambda: str(PACKAGE_DIR),
-        "tina_toy_system_prompt": _toy_system_prompt,
+        "system_prompt": _system_prompt,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from tina import run_dir as rd
-from tina.config import TinaConfig, validate
+from tina.config import ConfigError, TinaConfig, validate
 
 log = logging.getLogger("tina.train")
 
@@ -67,7 +67,8 @@ def build_grpo_args(tc: TinaConfig, run_dir: Path):
         run_name=run_dir.name,
         report_to="none" if tc.wandb.mode.value == "disabled" else ["wandb"],
         seed=t.seed,
-        max_steps=t.max_steps,
+        max_steps=t.max_steps or -1,  # -1: HF Trainer runs num_train_epochs instead
+        num_train_epochs=1,
         save_strategy="steps",
         save_steps=t.save_steps,
         logging_steps=t.logging_steps,
@@ -157,10 +158,17 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
 def train(cfg: DictConfig) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary."""
     tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != tc.compute.num_processes:
+        raise ConfigError(
+            f"compute.num_processes: set to {tc.compute.num_processes} but this job runs {world} process(es); "
+            f"launch one process per GPU (accelerate launch --num_processes {tc.compute.num_processes} -m tina.train, "
+            f"or hydra/launcher=slurm) or set compute.num_processes={world}"
+        )
     run_dir = Path(tc.train.output_dir)
     rd.check_or_write_config(run_dir, cfg)
     previous = rd.read_summary(run_dir)
-    if previous.get("status") in ("completed", "stopped_early") and previous.get("steps", 0) >= tc.stop_step:
+    if previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"]):
         log.info("%s already finished at step %s; nothing to do", run_dir, previous["steps"])
         return previous
 
@@ -209,7 +217,7 @@ def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_
         log.info("held-out before training: %s", base_scores)
 
     metrics_cb = MetricsFile(run_dir)
-    stop_cb = StopAt(tc.stop_step)
+    stop_cb = StopAt(tc.stop_step or float("inf"))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs(tc),

@@ -1,0 +1,168 @@
+"""Every config group composes and validates; every bad override is refused naming its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from tina.config import ConfigError, check_override_keys, validate
+from tina.train import build_grpo_args
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose_cfg(overrides: list[str]):
+    check_override_keys(overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=False)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+GROUPS = ["model", "lora", "optim", "algorithm", "dataset", "reward", "compute", "experiment"]
+
+
+@pytest.mark.parametrize(
+    "override", [f"{g}={o}" for g in GROUPS for o in options(g)], ids=lambda o: o
+)
+def test_every_group_option_composes_and_validates(override, tmp_path):
+    cfg = compose_cfg([override, f"train.output_dir={tmp_path}"])
+    tc = validate(cfg)
+    args = build_grpo_args(tc, tmp_path)
+    assert args.num_generations == tc.algorithm.num_generations
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * tc.compute.num_processes == (
+        tc.train.prompts_per_step * tc.algorithm.num_generations
+    )
+
+
+# The combinations the README shows.
+README_COMBINATIONS = [
+    [],
+    ["lora.rank=4"],
+    ["algorithm=dr_grpo", "optim.lr=5e-4"],
+    ["model=deepseek_r1_distill_qwen_1_5b", "compute=cpu"],
+    ["reward.funcs.accuracy.weight=1", "+reward.funcs.cosine.weight=1", "+reward.funcs.cosine.params.max_len=100"],
+    ["train.stop_at_step=20", "train.max_steps=40"],
+    ["wandb.mode=offline"],
+]
+
+
+@pytest.mark.parametrize("overrides", README_COMBINATIONS, ids=lambda o: " ".join(o) or "default")
+def test_readme_combinations_validate(overrides, tmp_path):
+    validate(compose_cfg(overrides + [f"train.output_dir={tmp_path}"]))
+
+
+def test_default_is_the_embedded_cpu_run(tmp_path):
+    tc = validate(compose_cfg([f"train.output_dir={tmp_path}"]))
+    assert tc.model.name_or_path.endswith("embedded/tiny") and Path(tc.model.name_or_path).is_dir()
+    assert tc.dataset.name == "toy" and not tc.compute.bf16 and not tc.compute.use_vllm
+    assert tc.lora.rank == 32 and tc.lora.alpha == 128 and tc.lora.dropout == 0.05
+    assert tc.algorithm.loss_type.value == "grpo" and tc.algorithm.beta == 0.04
+
+
+def test_alpha_follows_rank_unless_set(tmp_path):
+    assert validate(compose_cfg(["lora.rank=8", f"train.output_dir={tmp_path}"])).lora.alpha == 32
+    assert validate(compose_cfg(["lora.rank=8", "lora.alpha=8", f"train.output_dir={tmp_path}"])).lora.alpha == 8
+
+
+def test_dr_grpo_reaches_the_trainer(tmp_path):
+    tc = validate(compose_cfg(["algorithm=dr_grpo", f"train.output_dir={tmp_path}"]))
+    args = build_grpo_args(tc, tmp_path)
+    assert args.loss_type == "dr_grpo"
+    assert args.scale_rewards == "none"
+
+
+def test_grpo_reaches_the_trainer_with_paper_values(tmp_path):
+    tc = validate(compose_cfg(["model=deepseek_r1_distill_qwen_1_5b", f"train.output_dir={tmp_path}"]))
+    args = build_grpo_args(tc, tmp_path)
+    assert (args.loss_type, args.scale_rewards, args.beta, args.temperature) == ("grpo", "group", 0.04, 0.7)
+    assert args.learning_rate == 1e-6 and args.lr_scheduler_type == "cosine_with_min_lr"
+    assert args.lr_scheduler_kwargs == {"min_lr_rate": 0.1} and args.warmup_steps == 0.1
+    assert args.max_completion_length == 3584 and args.top_k == 0
+    assert args.reward_weights == [1.0, 2.0]
+
+
+# (override, text the error must contain). Each must fail before any model or file.
+BAD = [
+    ("lora.rank=0", "lora.rank"),
+    ("lora.rank=-4", "lora.rank"),
+    ("lora.rank=abc", "lora.rank"),
+    ("lora.rank=1.5", "lora.rank"),
+    ("lora.rnk=8", "lora.rank"),
+    ("lora.alpha=0", "lora.alpha"),
+    ("lora.dropout=1.5", "lora.dropout"),
+    ("lora.target_modules=[]", "lora.target_modules"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=fast", "optim.lr"),
+    ("optim.learning_rate=1e-3", "optim.learning_rate"),
+    ("optim.scheduler=cosine_annealing", "cosine_with_min_lr"),
+    ("optim.warmup_ratio=1.5", "optim.warmup_ratio"),
+    ("optim.min_lr_rate=2", "optim.min_lr_rate"),
+    ("algorithm=ppo", "grpo"),
+    ("algorithm.loss_type=ppo", "dr_grpo"),
+    ("algorithm.scale_rewards=std", "group"),
+    ("algorithm.scale_reward=none", "algorithm.scale_rewards"),  # the paper's own misspelling
+    ("algorithm.scale_rewards=none", "algorithm.name=custom"),  # GRPO without std scaling is not GRPO
+    ("algorithm.num_generations=1", "algorithm.num_generations"),
+    ("algorithm.num_generations=3", "algorithm.num_generations"),  # 8 x 3 = 24 completions, 32 per device
+    ("algorithm.temperature=0", "algorithm.temperature"),
+    ("algorithm.beta=-1", "algorithm.beta"),
+    ("algorithm.top_p=0", "algorithm.top_p"),
+    ("algorithm.max_completion_length=0", "algorithm.max_completion_length"),
+    ("dataset=gsm8k", "toy"),
+    ("dataset.answer_field_name=x", "dataset.answer_field"),
+    ("reward.funcs.format.wieght=2", "reward.funcs.format.weight"),
+    ("+reward.funcs.speed.weight=1", "accuracy"),
+    ("+reward.funcs.cosine.params.max_length=100", "max_len"),
+    ("train.max_steps=0", "train.max_steps"),
+    ("train.stop_at_step=500", "train.stop_at_step"),
+    ("train.save_steps=0", "train.save_steps"),
+    ("train.max_step=10", "train.max_steps"),
+    ("compute.per_device_batch=5", "compute.per_device_batch"),
+    ("compute.num_processes=3", "compute.per_device_batch"),
+    ("compute.bf16=maybe", "compute.bf16"),
+    ("model.dtype=fp8", "bfloat16"),
+    ("model.attn_implementation=flash", "sdpa"),
+    ("wandb.mode=cloud", "offline"),
+    ("trian.max_steps=10", "train"),
+    ("experiment=tina_nonexistent", "experiment"),
+]
+
+
+@pytest.mark.parametrize("override,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_override_is_refused_naming_the_key(override, expected, tmp_path):
+    with pytest.raises((ConfigError, HydraException, OmegaConfBaseException)) as info:
+        validate(compose_cfg([override, f"train.output_dir={tmp_path}"]))
+    assert expected in str(info.value)
+    assert not any(tmp_path.iterdir()), "a refused config must write nothing"
+
+
+def test_cli_refuses_bad_input_with_nonzero_exit_before_writing(tmp_path):
+    out = tmp_path / "run"
+    for override in ["lora.rank=0", "lora.rnk=8", "algorithm.loss_type=ppo"]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tina.train", override, f"train.output_dir={out}", f"hydra.run.dir={out}"],
+            capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )
+        assert proc.returncode != 0
+        assert override.split("=")[0] in proc.stdout + proc.stderr
+        assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
+def test_help_lists_groups():
+    proc = subprocess.run([sys.executable, "-m", "tina.train", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0
+    for group in ["model", "lora", "optim", "algorithm", "dataset", "reward", "compute"]:
+        assert f"{group}:" in proc.stdout

@@ -1,0 +1,143 @@
+"""Real TRL GRPO training runs on the embedded tiny model (a few steps each, on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small, fast, and still the real path: TRL's GRPOTrainer, PEFT LoRA, the tiny model, the toy data.
+FAST = ["train.save_steps=4", "algorithm.max_completion_length=16"]
+
+
+def train(run_dir: Path, *overrides: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tina.train", f"hydra.run.dir={run_dir}", *FAST, *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def adapter(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "adapter_model.safetensors")
+
+
+def test_short_run_writes_metrics_checkpoints_adapter_and_summary(tmp_path):
+    run = tmp_path / "run"
+    proc = train(run, "train.max_steps=8", "lora.rank=8")
+    assert "config" in proc.stdout and "lora" in proc.stdout  # the config tree was printed
+
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    for key in ["loss", "reward", "reward_std", "learning_rate", "completions/mean_length",
+                "rewards/format_reward/mean", "rewards/accuracy_reward/mean", "kl"]:
+        assert all(key in r for r in rows), key
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 8
+    assert summary["device"]["type"] == "cpu" and summary["versions"]["trl"].startswith("1.16")
+    assert summary["saved_steps"] == [4, 8] and summary["wall_seconds"] > 0
+    assert 0 < summary["trainable_params"] < summary["num_params"]
+    assert {"format", "accuracy"} <= set(summary["heldout_base"]) and "heldout_final" in summary
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["lora"] == {**config["lora"], "rank": 8, "alpha": 32}  # resolved, not ${mul:...}
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(config["model"]["name_or_path"])
+    model = PeftModel.from_pretrained(base, run / "adapter")
+    assert model.peft_config["default"].r == 8
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter(run / "adapter").items())
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
+    steps = ["train.max_steps=16", "lora.rank=4"]
+    straight = tmp_path / "straight"
+    train(straight, *steps)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tina.train", f"hydra.run.dir={killed}", *FAST, *steps]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "checkpoint-8" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # a hard crash: no handler runs
+    proc.wait()
+    assert json.loads((killed / "summary.json").read_text())["status"] == "running"
+
+    train(killed, *steps)
+    assert [r["step"] for r in metrics(killed)] == list(range(1, 17))
+    a, b = adapter(straight / "adapter"), adapter(killed / "adapter")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+    for x, y in zip(metrics(straight), metrics(killed)):
+        assert x["reward"] == pytest.approx(y["reward"], abs=1e-6), x["step"]
+
+
+def test_stop_at_step_stops_early_and_a_rerun_continues_to_the_horizon(tmp_path):
+    run = tmp_path / "run"
+    train(run, "train.max_steps=8", "train.stop_at_step=4")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["max_steps"] == 8
+    lr4 = metrics(run)[-1]["learning_rate"]
+
+    train(run, "train.max_steps=8")  # stop_at_step may change on resume; the schedule may not
+    assert [r["step"] for r in metrics(run)] == list(range(1, 9))
+    assert metrics(run)[3]["learning_rate"] == lr4
+
+    proc = train(run, "train.max_steps=8", "optim.lr=5e-4", check=False)
+    assert proc.returncode != 0 and "optim.lr" in proc.stdout + proc.stderr
+    assert [r["step"] for r in metrics(run)] == list(range(1, 9)), "a refused rerun must not touch the run"
+
+
+def test_multirun_of_two_ranks_and_a_failing_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tina.train", "-m", f"hydra.sweep.dir={sweep}", *FAST, "train.max_steps=4",
+         "lora.rank=4,0,8"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode != 0, "a failed job must make the sweep's outcome visible"
+    assert "lora.rank" in proc.stdout + proc.stderr
+    runs = {yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())[-1]: d
+            for d in sweep.iterdir() if d.is_dir()}
+    assert set(runs) == {"lora.rank=4", "lora.rank=0", "lora.rank=8"}
+    for good in ["lora.rank=4", "lora.rank=8"]:
+        summary = json.loads((runs[good] / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 4
+        assert (runs[good] / "adapter" / "adapter_model.safetensors").exists()
+    assert not (runs["lora.rank=0"] / "checkpoints").exists()
+
+
+def test_a_crash_during_training_is_recorded_in_the_summary(tmp_path):
+    run = tmp_path / "run"
+    # A data set path that does not exist fails after the run directory is set up.
+    proc = train(run, "dataset.path=/nonexistent/data.jsonl", "dataset.hub_id=x/y", check=False)
+    assert proc.returncode != 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "dataset.path" in summary["error"]
+
+
+@pytest.mark.skipif(os.environ.get("WANDB_MODE") == "online", reason="needs no network")
+def test_wandb_offline_writes_a_local_run(tmp_path):
+    run = tmp_path / "run"
+    train(run, "train.max_steps=2", "wandb.mode=offline")
+    assert list((run / "wandb").glob("offline-run-*"))
