@@ -186,20 +186,32 @@ class RewardSpec:
 
 @dataclass
 class RewardConfig:
-    # reward name (tina/rewards.py) -> weight and parameters
-    funcs: dict[str, RewardSpec] = field(default_factory=dict)
+    # reward name (tina/rewards.py) -> {weight, params}. A plain dict rather than Dict[str, RewardSpec]
+    # because OmegaConf cannot add a typed entry from the command line (+reward.funcs.cosine.weight=1);
+    # check() enforces RewardSpec's keys and types instead.
+    funcs: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         from tina.rewards import REWARD_NAMES, reward_params
 
         _require(len(self.funcs) > 0, "reward.funcs", f"must name at least one of {list(REWARD_NAMES)}")
+        specs = {}
         for name, spec in self.funcs.items():
-            _require(name in REWARD_NAMES, f"reward.funcs.{name}",
-                     f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
+            key = f"reward.funcs.{name}"
+            _require(name in REWARD_NAMES, key, f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
+            spec = spec if isinstance(spec, RewardSpec) else dict(spec or {})
+            if isinstance(spec, dict):
+                for k in spec:
+                    _require(k in ("weight", "params"), f"{key}.{k}", "unknown key; allowed: weight, params")
+                spec = RewardSpec(**spec)
+            _require(isinstance(spec.weight, (int, float)) and not isinstance(spec.weight, bool), f"{key}.weight",
+                     f"must be a number, got {spec.weight!r}")
             allowed = reward_params(name)
             for param in spec.params:
-                _require(param in allowed, f"reward.funcs.{name}.params.{param}",
+                _require(param in allowed, f"{key}.params.{param}",
                          f"unknown parameter; allowed: {sorted(allowed) or 'none'}")
+            specs[name] = spec
+        self.funcs = specs
 
 
 class WandbMode(str, Enum):
@@ -366,6 +378,3 @@ def check_override_keys(overrides: list[str]) -> None:
                 raise ConfigError(f"{key}: unknown key{hint}; {where} has: {', '.join(fields)}")
             node = typing.get_type_hints(node)[part]
             depth += 1
-            if typing.get_origin(node) is dict:  # reward.funcs.<name>: skip the free-form name
-                node = typing.get_args(node)[1]
-                depth += 1
