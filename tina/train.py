@@ -57,12 +57,14 @@ def _wandb_env(tc: TinaConfig, run_dir: Path) -> None:
         os.environ["WANDB_RUN_GROUP"] = group
 
 
-def build_grpo_args(tc: TinaConfig, run_dir: Path):
-    """The one place tina's config becomes TRL's GRPOConfig (TRL renames keys between releases)."""
-    from trl import GRPOConfig
+def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
+    """The one place tina's config becomes TRL's GRPOConfig keys (TRL renames keys between releases).
 
+    A dict, not the GRPOConfig itself, so the GPU recipes' mapping can be checked on a CPU machine
+    (GRPOConfig refuses bf16 without a GPU).
+    """
     a, o, c, t = tc.algorithm, tc.optim, tc.compute, tc.train
-    return GRPOConfig(
+    return dict(
         output_dir=str(run_dir / rd.CHECKPOINTS),
         run_name=run_dir.name,
         report_to="none" if tc.wandb.mode.value == "disabled" else ["wandb"],
@@ -94,37 +96,36 @@ def build_grpo_args(tc: TinaConfig, run_dir: Path):
         mask_truncated_completions=a.mask_truncated_completions,
         reward_weights=[spec.weight for spec in tc.reward.funcs.values()],
         bf16=c.bf16,
-        gradient_checkpointing=c.gradient_checkpointing,
+        activation_checkpointing=c.gradient_checkpointing,  # transformers 5's name for it
         use_vllm=c.use_vllm,
         vllm_mode=c.vllm_mode,
         vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
         vllm_max_model_length=c.vllm_max_model_length,
-        use_cpu=not c.bf16 and not _cuda(),
         disable_tqdm=False,
     )
 
 
-def _cuda() -> bool:
-    import torch
+def load_tokenizer(tc: TinaConfig):
+    from transformers import AutoTokenizer
 
-    return torch.cuda.is_available()
-
-
-def load_model_and_tokenizer(tc: TinaConfig):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    m = tc.model
-    tokenizer = AutoTokenizer.from_pretrained(m.name_or_path)
-    if m.chat_template is not None:
-        tokenizer.chat_template = m.chat_template
+    tokenizer = AutoTokenizer.from_pretrained(tc.model.name_or_path)
+    if tc.model.chat_template is not None:
+        tokenizer.chat_template = tc.model.chat_template
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        m.name_or_path, dtype=getattr(torch, m.dtype.value), attn_implementation=m.attn_implementation.value
+    return tokenizer
+
+
+def load_model(tc: TinaConfig):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        tc.model.name_or_path,
+        dtype=getattr(torch, tc.model.dtype.value),
+        attn_implementation=tc.model.attn_implementation.value,
     )
-    return model, tokenizer
 
 
 def lora_config(tc: TinaConfig):
@@ -191,16 +192,19 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_before: float) -> dict:
-    from trl import GRPOTrainer
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
 
     from tina import data
     from tina.callbacks import MetricsFile, StopAt
 
     if tc.wandb.mode.value != "disabled":
         _wandb_env(tc, run_dir)
-    model, tokenizer = load_model_and_tokenizer(tc)
+    tokenizer = load_tokenizer(tc)
+    # Data before the model: a missing data set should fail in seconds, not after loading 1.5B weights.
     train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
     eval_ds = data.load_eval(tc.dataset)
+    model = load_model(tc)
 
     resume_from = rd.last_checkpoint(run_dir)
     if resume_from is not None:
@@ -221,7 +225,7 @@ def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs(tc),
-        args=build_grpo_args(tc, run_dir),
+        args=GRPOConfig(**grpo_kwargs(tc, run_dir), use_cpu=not torch.cuda.is_available()),
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=lora_config(tc),
