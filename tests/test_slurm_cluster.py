@@ -66,7 +66,7 @@ def sh(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def cluster():
     """scripts/slurm-local.sh up: installs (apt) and starts the cluster if needed."""
-    if sh(str(SCRIPT), "status").returncode != 0:
+    if sh("bash", str(SCRIPT), "status").returncode != 0:
         reason = None
         if os.geteuid() != 0:
             reason = "the SLURM cluster is not up and starting it needs root (scripts/slurm-local.sh up)"
@@ -76,7 +76,7 @@ def cluster():
             if os.environ.get("CI"):
                 pytest.fail(f"CI must run the SLURM tests: {reason}")
             pytest.skip(reason)
-    up = sh(str(SCRIPT), "up", timeout=900)
+    up = sh("bash", str(SCRIPT), "up", timeout=900)
     assert up.returncode == 0, f"scripts/slurm-local.sh up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     return up.stdout.strip().splitlines()[-1]
 

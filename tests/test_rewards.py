@@ -1,0 +1,248 @@
+"""The rewards against their RECIPES.md definitions, on hand-computed values."""
+
+import math
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from tina import rewards as R
+from tina.rewards import (
+    REWARD_NAMES,
+    accuracy_reward,
+    format_reward,
+    get_reward,
+    length_reward,
+    reasoning_steps_reward,
+    reward_params,
+    tag_count_reward,
+)
+
+
+def conv(text):
+    return [{"role": "assistant", "content": text}]
+
+
+def test_names_and_lookup():
+    assert REWARD_NAMES == (
+        "accuracy", "cosine", "format", "length", "reasoning_steps", "repetition", "tag_count"
+    )
+    for name in REWARD_NAMES:
+        assert get_reward(name).__name__ == f"{name}_reward"  # TRL logs rewards/<__name__>/mean
+    assert reward_params("format") == {}
+    assert reward_params("cosine") == {
+        "min_value_wrong": 0.0, "max_value_wrong": -0.5, "min_value_correct": 0.5,
+        "max_value_correct": 1.0, "max_len": 1000,
+    }
+    assert reward_params("repetition") == {"ngram_size": 3, "max_penalty": -1.0}
+
+
+def test_get_reward_errors_name_the_key_and_the_allowed_values():
+    with pytest.raises(ValueError) as e:
+        get_reward("acuracy")
+    assert "'acuracy'" in str(e.value) and all(n in str(e.value) for n in REWARD_NAMES)
+    with pytest.raises(ValueError) as e:
+        reward_params("nope")
+    assert "'nope'" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        get_reward("cosine", max_length=3584)
+    assert "'max_length'" in str(e.value) and "max_len" in str(e.value) and "min_value_wrong" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        get_reward("format", weight=2)
+    assert "'weight'" in str(e.value) and "none" in str(e.value)
+    with pytest.raises(ValueError, match="max_penalty"):
+        get_reward("repetition", max_penalty=0.5)
+    with pytest.raises(ValueError, match="ngram_size"):
+        get_reward("repetition", ngram_size=0)
+    with pytest.raises(ValueError, match="max_len"):
+        get_reward("cosine", max_len=0)
+
+
+def test_format():
+    good = "<think>\nreason\n</think>\n<answer>\n3\n</answer>"
+    assert format_reward([good, "reason\n</think>\n\\boxed{3}"]) == [1.0, 1.0]
+    assert format_reward([
+        "no tags", "<think>\nreason</think>\n", "a\n</think>\nb\n</think>\n", ""
+    ]) == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_tag_count():
+    assert tag_count_reward([
+        "nothing", "<think>\nonly open", "only close\n</think>\n", "<think>\nboth\n</think>\n",
+        "<think>\n<think>\ntwice open\n</think>\n",
+    ]) == [0.0, 0.5, 0.5, 1.0, 0.5]
+
+
+def test_reasoning_steps():
+    assert reasoning_steps_reward([
+        "no markers at all",
+        "Step 1: add",
+        "Step 1: add. Step 2: carry",
+        "First, a. Second, b. Next, c. Finally, d.",
+        "intro\n- bullet\n* star\nStep 7: go",
+    ]) == [0.0, pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0, 1.0]
+    # The paper's regex has no re.MULTILINE: a numbered list counts only at the text's start.
+    assert reasoning_steps_reward(["1. a\n2. b\n3. c", "x\n1. a\n2. b"]) == [pytest.approx(1 / 3), 0.0]
+
+
+def test_accuracy():
+    completions = [
+        "so \\boxed{\\frac{1}{2}}",  # equivalent to 0.5
+        "\\boxed{68}",
+        "\\boxed{67}",
+        "no answer here",
+        "we get $68$",  # neither boxed nor anchored ("answer is"): open-r1's config finds nothing
+        "The final answer is $68$",
+    ]
+    gold = ["$0.5$", "We find $x = 68$, so the answer is $\\boxed{68}$."] + ["$68$"] * 4
+    assert accuracy_reward(completions, solution=gold) == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_accuracy_skips_unparseable_gold():
+    assert accuracy_reward(["\\boxed{1}"] * 3, solution=["no math at all", None, ""]) == [None] * 3
+
+
+def test_rewards_need_the_solution_column():
+    with pytest.raises(ValueError, match="solution"):
+        accuracy_reward(["\\boxed{1}"])
+    with pytest.raises(ValueError, match="2 completions but 1 solutions"):
+        accuracy_reward(["a", "b"], solution=["$1$"])
+
+
+def test_cosine_paper_values():
+    cosine = get_reward("cosine")  # paper: correct 0.5..1.0, wrong 0.0 (short) .. -0.5 (at L)
+    right, wrong = "\\boxed{3}", "\\boxed{4}"
+    assert cosine(["", "x" * 1000, "x" * 500], solution=["$3$"] * 3) == pytest.approx([0.0, -0.5, -0.25])
+    n = len(right)
+    at_l = get_reward("cosine", max_len=n)
+    assert at_l([right, wrong], solution=["$3$"] * 2) == pytest.approx([0.5, -0.5])
+    half = get_reward("cosine", max_len=2 * n)  # cos(pi/2) = 0: the midpoints
+    assert half([right, wrong], solution=["$3$"] * 2) == pytest.approx([0.75, -0.25])
+    near_zero = get_reward("cosine", max_len=10**9)
+    assert near_zero([right, wrong], solution=["$3$"] * 2) == pytest.approx([1.0, 0.0])
+    # Not clamped, as in the paper's code: at 2L the cosine is back at its len-0 value.
+    assert get_reward("cosine", max_len=n)([right + " " * n], solution=["$3$"]) == pytest.approx([1.0])
+
+
+def test_cosine_open_r1_defaults_give_the_opposite_wrong_ordering():
+    open_r1 = get_reward("cosine", min_value_wrong=-1.0, max_value_wrong=-0.5, max_len=100)
+    assert open_r1(["", "x" * 100], solution=["$3$"] * 2) == pytest.approx([-1.0, -0.5])
+
+
+def test_cosine_unparseable_gold_scores_one():
+    assert get_reward("cosine")(["\\boxed{3}", "x" * 1000], solution=["no math", None]) == [1.0, 1.0]
+
+
+def test_repetition():
+    rep = get_reward("repetition")
+    # "a b c a b c": 3-grams abc, bca, cab, abc -> 3 unique of 4 -> -1 * (1 - 3/4)
+    out = rep(["a b c a b c", "A B C a b c", "one two three four", "a b", ""])
+    assert out == pytest.approx([-0.25, -0.25, 0.0, 0.0, 0.0])
+    assert math.copysign(1.0, out[2]) == 1.0  # 0.0, not -0.0
+    assert get_reward("repetition", max_penalty=-0.5)(["a b c a b c"]) == pytest.approx([-0.125])
+    # bigrams of "a a a a": 3 x (a a), 1 unique -> -(1 - 1/3)
+    assert get_reward("repetition", ngram_size=2)(["a a a a"]) == pytest.approx([-2 / 3])
+
+
+def test_length_kimi_on_one_group():
+    wrong9 = "\\boxed{4}"  # len 9, lambda 0.5 -> wrong: min(0, 0.5) = 0
+    right14 = "\\boxed{3}" + " " * 5  # len 14, lambda 0.5 - 5/20 = 0.25
+    right29 = "\\boxed{3}" + " " * 20  # len 29, lambda 0.5 - 20/20 = -0.5
+    out = length_reward([wrong9, right14, right29], solution=["$3$"] * 3)
+    assert out == pytest.approx([0.0, 0.25, -0.5])
+    # a long wrong answer keeps its negative lambda
+    assert length_reward([right14, wrong9 + " " * 20], solution=["$3$"] * 2) == pytest.approx([0.5, -0.5])
+
+
+def test_length_all_equal_is_zero_and_unparseable_gold_counts_as_correct():
+    assert length_reward(["\\boxed{3}", "\\boxed{4}"], solution=["$3$"] * 2) == [0.0, 0.0]
+    assert length_reward(["ab", "abcd"], solution=["no math"] * 2) == pytest.approx([0.5, -0.5])
+
+
+def test_length_groups_by_prompt():
+    p1 = [{"role": "user", "content": "q1"}]
+    p2 = [{"role": "user", "content": "q2"}]
+    completions = ["\\boxed{3}", "\\boxed{7}", "\\boxed{3}" + " " * 10, "\\boxed{7}" + " " * 2]
+    gold = ["$3$", "$7$", "$3$", "$7$"]
+    grouped = length_reward(completions, solution=gold, prompts=[p1, p2, p1, p2])
+    assert grouped == pytest.approx([0.5, 0.5, -0.5, -0.5])
+    # without prompts the whole call is one group: min 9, max 19
+    whole = length_reward(completions, solution=gold)
+    assert whole == pytest.approx([0.5, 0.5, -0.5, 0.5 - 2 / 10])
+
+
+def test_plain_and_conversational_agree():
+    texts = ["<think>\nStep 1: x\n</think>\n\\boxed{3}", "a b c a b c", "\\boxed{4}" + " " * 30]
+    kw = {"solution": ["$3$"] * 3, "prompts": ["p"] * 3, "trainer_state": None, "extra": [1, 2, 3]}
+    for name in REWARD_NAMES:
+        f = get_reward(name)
+        assert f(texts, **kw) == f([conv(t) for t in texts], **kw), name
+    # the last message of a longer conversation is the one scored
+    assert format_reward([[{"role": "user", "content": "x\n</think>\n"}, {"role": "assistant", "content": "no"}]]) == [0.0]
+
+
+GARBAGE = [
+    None, "", 0, [], [{}], [{"role": "assistant", "content": None}], [{"role": "assistant"}],
+    "\x00\xff\ud800\U0001f600",
+    bytes(random.Random(0).getrandbits(8) for _ in range(20_000)).decode("latin-1"),
+    "x" * 1_000_000,
+    "\\boxed{" + "{" * 1000 + "1" + "}" * 1000 + "}",
+    "\\boxed{" + "}" * 50 + "{" * 50,
+    "\\boxed{\\frac{\\frac{}{}}{\\sqrt[}{}}\\left(\\right]}",
+    "\\boxed{\\input{/etc/passwd}\\def\\x{\\x}\\x}",
+    "$$$$\\boxed{}\\boxed{\\boxed{\\boxed{1}}}",
+    "答案是 \\boxed{六十八}",
+]
+
+
+def _check_shape(name, out, n):
+    assert isinstance(out, list) and len(out) == n
+    for r in out:
+        assert r is None if r is None else isinstance(r, float), (name, r)
+        assert r is None or math.isfinite(r)
+        assert r is not None or name == "accuracy"
+
+
+def test_garbage_never_raises():
+    golds = ["$68$", "no math", None, "\\boxed{" * 20, 68]
+    for name in REWARD_NAMES:
+        f = get_reward(name)
+        for gold in golds:
+            out = f(GARBAGE, solution=[gold] * len(GARBAGE), prompts=["p"] * len(GARBAGE))
+            _check_shape(name, out, len(GARBAGE))
+
+
+def test_random_fuzz_never_raises():
+    rng = random.Random(1234)
+    pieces = ["\\boxed{", "{", "}", "\\frac", "\\sqrt", "1", "x", "^", "_", "$", "\\\\", "\n</think>\n",
+              "<think>\n", "Step 1:", "\n-", "First,", " ", "=", "\\pi", "é", "\x00", "\\left(", "\\right)"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(150)]
+    for name in REWARD_NAMES:
+        out = get_reward(name)(texts, solution=["$\\frac{1}{2}$"] * len(texts))
+        _check_shape(name, out, len(texts))
+
+
+def test_slow_math_is_cut_off_and_signal_handler_restored():
+    before = signal.getsignal(signal.SIGALRM)
+    start = time.monotonic()
+    assert accuracy_reward(["\\boxed{(10^{10})!}"], solution=["$68$"]) == [0.0]
+    assert time.monotonic() - start < R.CHECK_SECONDS + 2
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
+def test_off_the_main_thread():
+    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
+    out = {}
+
+    def run():
+        start = time.monotonic()
+        out["r"] = accuracy_reward(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], solution=["$1/2$"] * 2)
+        out["t"] = time.monotonic() - start
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert out["r"] == [1.0, 0.0]
+    assert out["t"] < 2 * R.CHECK_SECONDS + 2

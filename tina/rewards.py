@@ -1,0 +1,347 @@
+"""The paper's seven GRPO rewards, as plain functions with TRL's signature.
+
+Why plain functions (the open-r1 style the paper's code inherits): TRL calls any
+`f(completions, **kwargs) -> list[float | None]` and logs it under `rewards/<f.__name__>/mean`,
+so a reward needs no class, no trainer and no model; each one is unit-tested on hand-computed
+values, and the config names rewards by string (`get_reward`), checked (`REWARD_NAMES`,
+`reward_params`) before any model loads.
+
+Definitions follow /work/shared/reference/RECIPES.md ("Rewards"); lengths are in characters.
+`completions` is a list of strings or of conversations (the last message's content is scored);
+the gold answers arrive as `solution=[...]`, one per completion; other keyword arguments TRL
+passes (`prompts`, dataset columns, `trainer_state`, ...) are ignored except `prompts`, which
+groups completions for the length reward.
+
+No completion text makes a reward raise: anything math-verify cannot read scores as wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import re
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from latex2sympy2_extended import NormalizationConfig
+from math_verify import LatexExtractionConfig, parse, verify
+
+# Only the tail of a completion goes to math-verify: answers sit at the end, and its regexes and
+# SymPy conversion on megabytes of text would stall the training step. 20k characters is more
+# than the paper's 3584-token completions (~12k characters) and most of an 8960-token one.
+MAX_PARSE_CHARS = 20_000
+# Wall-clock budget for one completion's parse + verify (and, separately, one gold's parse).
+# math-verify's own timeouts are whole seconds per expression and per comparison (several per
+# completion) and main-thread only, so `_within` replaces them with one bound for the whole check.
+# Well-formed answers take 1-40 ms. Worst case measured (2-core CPU, main thread): 2.3 s for one
+# completion, e.g. \boxed{9^{9^{9^9}}}, \boxed{(10^{10})!}, 5000 nested braces, a 3000-element
+# set, a 2000-term sum; a 1 MB string or 100 kB of binary junk takes < 0.3 s. Off the main
+# thread ~2.3 s too, except one huge integer power inside a single C call (\boxed{9^{9^{9^9}}}:
+# > 30 s), which only the main thread's signal interrupts.
+CHECK_SECONDS = 2.0
+
+Reward = Callable[..., list[Optional[float]]]
+
+
+class _DropTimeoutOffWarning(logging.Filter):
+    """math-verify warns once that its timeouts are off; `_within` replaces them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _logger in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_logger).addFilter(_DropTimeoutOffWarning())
+
+_ANSWER_CONFIG = [
+    LatexExtractionConfig(
+        # Answers must be well-formed LaTeX; equations=True is left out (math-verify 0.9 warns
+        # on every call with it, STACK.md).
+        normalization_config=NormalizationConfig(
+            nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
+        ),
+        boxed_match_priority=0,  # \boxed{} answers are tried before any other LaTeX
+        try_extract_without_anchor=False,
+    )
+]
+
+
+def _text(completion: Any) -> str:
+    """A plain string, or the last message's content of a conversation; anything else is ''."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)) and completion:
+        completion = completion[-1]
+    if isinstance(completion, dict):
+        content = completion.get("content")
+        return content if isinstance(content, str) else ""
+    return ""
+
+
+def _contents(completions: list) -> list[str]:
+    return [_text(c) for c in completions]
+
+
+def _solutions(kwargs: dict, n: int, reward: str) -> list:
+    if "solution" not in kwargs:
+        raise ValueError(f"{reward} needs the dataset's 'solution' column (gold answers)")
+    solution = list(kwargs["solution"])
+    if len(solution) != n:
+        raise ValueError(f"{reward}: {n} completions but {len(solution)} solutions")
+    return solution
+
+
+class _Timeout(BaseException):
+    """BaseException so that math-verify's and SymPy's `except Exception` cannot swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout
+
+
+def _within(seconds: float, fn: Callable, *args: Any) -> Any:
+    """fn(*args), interrupted by _Timeout once `seconds` of wall time have passed.
+
+    math-verify 0.9 times out with signal.alarm, which exists only in the main thread: with its
+    timeouts on, parse() and verify() raise ValueError in any other thread, and with them off a
+    SymPy simplification runs unbounded (measured: >30 s for `\\boxed{(10^{10})!}`). So we turn
+    its timeouts off and bound the whole check ourselves: in the main thread (where TRL calls
+    rewards) with a real-time signal; elsewhere with a trace function that checks the clock on
+    every Python call (slower, and it pauses a debugger's or coverage's tracer in that thread
+    meanwhile). Neither stops a single long C call, which sees the deadline only on return.
+    """
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            return fn(*args)
+        finally:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:  # restored even if the alarm fires just before it is cancelled
+                signal.signal(signal.SIGALRM, previous)
+
+    end = time.monotonic() + seconds
+
+    def on_call(frame, event, arg):
+        if time.monotonic() > end:
+            raise _Timeout  # Python unsets a trace function that raises
+        return None  # no per-line tracing
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        return fn(*args)
+    finally:
+        sys.settrace(previous)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold_cached(gold: str) -> tuple:
+    # Cached: the G completions of a prompt share one gold (SymPy objects are immutable).
+    return tuple(parse(gold, extraction_mode="first_match", parsing_timeout=None))
+
+
+def _parse_gold(gold: Optional[str]) -> tuple:
+    if gold is None:
+        return ()
+    try:
+        return _within(CHECK_SECONDS, _parse_gold_cached, gold)
+    except (Exception, _Timeout):
+        return ()
+
+
+def _verify(tail: str, gold_parsed: tuple) -> bool:
+    answer = parse(tail, extraction_config=_ANSWER_CONFIG, extraction_mode="first_match", parsing_timeout=None)
+    return bool(verify(list(gold_parsed), answer, timeout_seconds=None))
+
+
+@functools.lru_cache(maxsize=256)
+def _check(tail: str, gold: Optional[str]) -> Optional[bool]:
+    # Cached (on the parsed tail only, so at most ~256 x 20k characters are held): accuracy,
+    # length and cosine ask the same question about the same batch within one step.
+    gold_parsed = _parse_gold(gold)
+    if not gold_parsed:
+        return None
+    try:
+        return _within(CHECK_SECONDS, _verify, tail, gold_parsed)
+    except (Exception, _Timeout):
+        return False
+
+
+def _is_correct(content: str, gold: Any) -> Optional[bool]:
+    """math-verify's verdict, as open-r1 computes it; None when the gold cannot be parsed."""
+    return _check(content[-MAX_PARSE_CHARS:], None if gold is None else str(gold))
+
+
+def accuracy_reward(completions: list, **kwargs) -> list[Optional[float]]:
+    """1.0 if math-verify finds the completion's (boxed-first) answer equal to the gold, else 0.0.
+
+    None when the gold cannot be parsed: TRL then leaves the example out of this reward's mean.
+    """
+    contents = _contents(completions)
+    rewards = []
+    for content, gold in zip(contents, _solutions(kwargs, len(contents), "accuracy_reward")):
+        correct = _is_correct(content, gold)
+        rewards.append(None if correct is None else float(correct))
+    return rewards
+
+
+def format_reward(completions: list, **kwargs) -> list[float]:
+    """1.0 when the completion holds exactly one '\\n</think>\\n', else 0.0.
+
+    Only the closing tag counts: the paper's chat template and system prompt already show '<think>'.
+    """
+    return [1.0 if c.count("\n</think>\n") == 1 else 0.0 for c in _contents(completions)]
+
+
+def tag_count_reward(completions: list, **kwargs) -> list[float]:
+    """0.5 for exactly one '<think>\\n' plus 0.5 for exactly one '\\n</think>\\n'."""
+    return [
+        0.5 * (c.count("<think>\n") == 1) + 0.5 * (c.count("\n</think>\n") == 1)
+        for c in _contents(completions)
+    ]
+
+
+# The paper's pattern verbatim. It has no re.MULTILINE, so `^\d+\.` counts a numbered item only
+# at the very start of the text ("1. a\n2. b" has one marker); kept so that rewards match the paper.
+_STEP_MARKERS = re.compile(r"(Step \d+:|^\d+\.|\n-|\n\*|First,|Second,|Next,|Finally,)")
+
+
+def reasoning_steps_reward(completions: list, **kwargs) -> list[float]:
+    """min(1, n/3) for n step markers: 'Step k:', a leading '1.', '-'/'*' bullets, First/Second/Next/Finally,."""
+    return [min(1.0, len(_STEP_MARKERS.findall(c)) / 3) for c in _contents(completions)]
+
+
+def length_reward(completions: list, **kwargs) -> list[float]:
+    """Kimi 1.5's length reward, lambda = 0.5 - (len - min_len) / (max_len - min_len).
+
+    min_len and max_len are taken over the group: the completions that share a prompt when TRL
+    passes `prompts` (the G samples of one question), else the whole call (in the paper each
+    device's batch was exactly one group). Correct answers get lambda, wrong ones min(0, lambda);
+    a group whose lengths are all equal gets 0.0 everywhere. A gold math-verify cannot parse
+    counts as correct (open-r1's choice: the example is not penalised for bad data).
+    """
+    contents = _contents(completions)
+    solution = _solutions(kwargs, len(contents), "length_reward")
+    prompts = kwargs.get("prompts")
+    if prompts is None or len(prompts) != len(contents):
+        keys = [""] * len(contents)
+    else:
+        keys = [repr(p) for p in prompts]  # conversations are lists of dicts: not hashable
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+
+    rewards = [0.0] * len(contents)
+    for indices in groups.values():
+        lengths = [len(contents[i]) for i in indices]
+        lo, hi = min(lengths), max(lengths)
+        if lo == hi:
+            continue
+        for i, length in zip(indices, lengths):
+            lam = 0.5 - (length - lo) / (hi - lo)
+            correct = _is_correct(contents[i], solution[i])
+            rewards[i] = lam if correct is None or correct else min(0.0, lam)
+    return rewards
+
+
+def get_cosine_scaled_reward(
+    min_value_wrong: float = 0.0,
+    max_value_wrong: float = -0.5,
+    min_value_correct: float = 0.5,
+    max_value_correct: float = 1.0,
+    max_len: int = 1000,
+) -> Reward:
+    """Cosine length scaling: r = lo + 0.5 (hi - lo)(1 + cos(pi len / max_len)), len in characters.
+
+    r is hi at len 0 and lo at len max_len. Correct: lo = min_value_correct, hi = max_value_correct,
+    so with the defaults a short correct answer scores 1.0 and one of max_len characters 0.5.
+    Wrong: the paper's code swaps the pair, lo = max_value_wrong, hi = min_value_wrong, so with the
+    defaults (the paper's values) a short wrong answer scores 0.0 and one of max_len characters
+    -0.5. (open-r1's defaults, -1.0 / -0.5, give short wrong -1.0, long wrong -0.5.) As in the
+    paper's code the cosine is not clamped: past max_len it swings back up (at 2 max_len r = hi).
+    A gold math-verify cannot parse scores 1.0 (open-r1's "skip").
+    """
+    if not max_len > 0:
+        raise ValueError(f"cosine: max_len must be > 0, got {max_len!r}")
+
+    def cosine_reward(completions: list, **kwargs) -> list[float]:
+        contents = _contents(completions)
+        rewards = []
+        for content, gold in zip(contents, _solutions(kwargs, len(contents), "cosine_reward")):
+            correct = _is_correct(content, gold)
+            if correct is None:
+                rewards.append(1.0)
+                continue
+            lo, hi = (min_value_correct, max_value_correct) if correct else (max_value_wrong, min_value_wrong)
+            rewards.append(float(lo + 0.5 * (hi - lo) * (1.0 + math.cos(math.pi * len(content) / max_len))))
+        return rewards
+
+    return cosine_reward
+
+
+def get_repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0) -> Reward:
+    """max_penalty * (1 - unique n-grams / all n-grams) over lower-cased whitespace-split words.
+
+    0.0 for a text of fewer than ngram_size words. From arXiv 2502.03373, Appendix C.2.
+    """
+    if not (isinstance(ngram_size, int) and ngram_size >= 1):
+        raise ValueError(f"repetition: ngram_size must be an integer >= 1, got {ngram_size!r}")
+    if max_penalty > 0:
+        raise ValueError(f"repetition: max_penalty must be <= 0, got {max_penalty!r}")
+
+    def repetition_reward(completions: list, **kwargs) -> list[float]:
+        rewards = []
+        for content in _contents(completions):
+            words = content.lower().split()
+            if len(words) < ngram_size:
+                rewards.append(0.0)
+                continue
+            ngrams = list(zip(*[words[i:] for i in range(ngram_size)]))
+            # + 0.0 turns the -0.0 of a text without repeats into 0.0 in the logs
+            rewards.append(max_penalty * (1 - len(set(ngrams)) / len(ngrams)) + 0.0)
+        return rewards
+
+    return repetition_reward
+
+
+# name -> factory taking that reward's parameters (none for the plain ones)
+_FACTORIES: dict[str, Callable[..., Reward]] = {
+    "accuracy": lambda: accuracy_reward,
+    "format": lambda: format_reward,
+    "tag_count": lambda: tag_count_reward,
+    "reasoning_steps": lambda: reasoning_steps_reward,
+    "length": lambda: length_reward,
+    "cosine": get_cosine_scaled_reward,
+    "repetition": get_repetition_penalty_reward,
+}
+
+REWARD_NAMES: tuple[str, ...] = tuple(sorted(_FACTORIES))
+
+
+def reward_params(name: str) -> dict[str, Any]:
+    """The parameters reward `name` takes, with their defaults ({} for a plain reward)."""
+    _check_name(name)
+    return {p.name: p.default for p in inspect.signature(_FACTORIES[name]).parameters.values()}
+
+
+def get_reward(name: str, **params: Any) -> Reward:
+    """The reward called `name`, configured with `params`; its __name__ is f'{name}_reward'."""
+    allowed = reward_params(name)
+    for param in params:
+        if param not in allowed:
+            raise ValueError(
+                f"reward {name!r}: unknown parameter {param!r}; allowed: {sorted(allowed) or 'none'}"
+            )
+    return _FACTORIES[name](**params)
+
+
+def _check_name(name: str) -> None:
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
