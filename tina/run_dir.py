@@ -108,6 +108,16 @@ def write_summary(run_dir: Path, **fields: Any) -> dict:
     return summary
 
 
+class Summary:
+    """summary.json for one run; in a multi-process job only rank 0 writes."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.run_dir, self.enabled = run_dir, enabled
+
+    def write(self, **fields: Any) -> dict:
+        return write_summary(self.run_dir, **fields) if self.enabled else {**read_summary(self.run_dir), **fields}
+
+
 def environment() -> dict:
     """Versions, git SHA and device: what a reader needs to trust or cost a run."""
     import torch

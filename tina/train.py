@@ -159,6 +159,7 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
 def train(cfg: DictConfig) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary."""
     tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
+    _export_slurm_ranks()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != tc.compute.num_processes:
         raise ConfigError(
@@ -167,7 +168,9 @@ def train(cfg: DictConfig) -> dict:
             f"or hydra/launcher=slurm) or set compute.num_processes={world}"
         )
     run_dir = Path(tc.train.output_dir)
-    rd.check_or_write_config(run_dir, cfg)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process:
+        rd.check_or_write_config(run_dir, cfg)
     previous = rd.read_summary(run_dir)
     if previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"]):
         log.info("%s already finished at step %s; nothing to do", run_dir, previous["steps"])
@@ -175,23 +178,36 @@ def train(cfg: DictConfig) -> dict:
 
     started = time.time()
     wall_before = previous.get("wall_seconds", 0.0)
+    summary = rd.Summary(run_dir, enabled=main_process)
     env = rd.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
-    rd.write_summary(
-        run_dir, status="running", error=None, max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step,
+    summary.write(
+        status="running", error=None, max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step,
         steps=previous.get("steps", 0), wall_seconds=wall_before, model=tc.model.name_or_path, **env,
     )
     try:
-        return _train(tc, cfg, run_dir, started, wall_before)
+        result, stop_cb = _train(tc, run_dir, summary, started, wall_before)
     except BaseException as e:
-        rd.write_summary(
-            run_dir, status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
+        summary.write(
+            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
             wall_seconds=wall_before + time.time() - started,
         )
         raise
+    if stop_cb.signalled is not None:
+        stop_cb.chain()
+    return result
 
 
-def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_before: float) -> dict:
+def _export_slurm_ranks() -> None:
+    """Under SLURM with several tasks, make each task a torch.distributed rank (SLURM sets SLURM_PROCID,
+    not RANK/WORLD_SIZE). submitit knows the mapping, master address included."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float, wall_before: float):
     import torch
     from trl import GRPOConfig, GRPOTrainer
 
@@ -207,18 +223,15 @@ def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_
     model = load_model(tc)
 
     resume_from = rd.last_checkpoint(run_dir)
-    if resume_from is not None:
-        step = int(resume_from.name.split("-")[1])
-        log.info("resuming from %s", resume_from)
-        rd.truncate_metrics(run_dir, after_step=step)
-    else:
-        (run_dir / rd.METRICS).unlink(missing_ok=True)
-
-    base_scores = rd.read_summary(run_dir).get("heldout_base")
-    if eval_ds is not None and base_scores is None:
-        base_scores = _heldout(model, tokenizer, eval_ds, tc)
-        rd.write_summary(run_dir, heldout_base=base_scores)
-        log.info("held-out before training: %s", base_scores)
+    if summary.enabled:
+        if resume_from is not None:
+            log.info("resuming from %s", resume_from)
+            rd.truncate_metrics(run_dir, after_step=int(resume_from.name.split("-")[1]))
+        else:
+            (run_dir / rd.METRICS).unlink(missing_ok=True)
+        if eval_ds is not None and "heldout_base" not in rd.read_summary(run_dir):
+            summary.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc))
+            log.info("held-out before training: %s", rd.read_summary(run_dir)["heldout_base"])
 
     metrics_cb = MetricsFile(run_dir)
     stop_cb = StopAt(tc.stop_step or float("inf"))
@@ -232,7 +245,7 @@ def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_
         callbacks=[metrics_cb, stop_cb],
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
-    rd.write_summary(run_dir, num_params=total, trainable_params=trainable)
+    summary.write(num_params=total, trainable_params=trainable)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     steps = trainer.state.global_step
@@ -240,12 +253,12 @@ def _train(tc: TinaConfig, cfg: DictConfig, run_dir: Path, started: float, wall_
     fields = dict(steps=steps, wall_seconds=wall_before + time.time() - started, **metrics_cb.totals)
     if status == "completed":
         trainer.save_model(str(run_dir / rd.ADAPTER))
-        if eval_ds is not None:
+        if eval_ds is not None and summary.enabled:
             fields["heldout_final"] = _heldout(trainer.model, tokenizer, eval_ds, tc)
             log.info("held-out after training: %s", fields["heldout_final"])
-    summary = rd.write_summary(run_dir, status=status, saved_steps=rd.saved_steps(run_dir), **fields)
-    log.info("%s: %s after %d steps in %.0f s -> %s", run_dir, status, steps, summary["wall_seconds"], run_dir)
-    return summary
+    result = summary.write(status=status, saved_steps=rd.saved_steps(run_dir), **fields)
+    log.info("%s after %d steps in %.0f s: %s", status, steps, fields["wall_seconds"], run_dir)
+    return result, stop_cb
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
