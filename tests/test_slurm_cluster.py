@@ -18,6 +18,8 @@ import pytest
 import submitit
 from submitit.core.utils import FailedJobError
 
+from tests.conftest import sh
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"
 WAIT_S = 120  # bound on any one job; they take ~2-5 s on an idle machine
@@ -59,28 +61,6 @@ class Preemptible:
 
 
 # --------------------------------------------------------------------------- helpers
-def sh(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """scripts/slurm-local.sh up: installs (apt) and starts the cluster if needed."""
-    if sh("bash", str(SCRIPT), "status").returncode != 0:
-        reason = None
-        if os.geteuid() != 0:
-            reason = "the SLURM cluster is not up and starting it needs root (scripts/slurm-local.sh up)"
-        elif not Path("/usr/sbin/slurmctld").exists() and not shutil.which("apt-get"):
-            reason = "SLURM is not installed and apt-get is unavailable to install it"
-        if reason:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI must run the SLURM tests: {reason}")
-            pytest.skip(reason)
-    up = sh("bash", str(SCRIPT), "up", timeout=900)
-    assert up.returncode == 0, f"scripts/slurm-local.sh up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-    return up.stdout.strip().splitlines()[-1]
-
-
 def executor(folder: Path) -> submitit.AutoExecutor:
     """What hydra/launcher=slurm_local builds (max_num_timeout as in the preset)."""
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=3)

@@ -243,6 +243,8 @@ class ComputeConfig:
     vllm_max_model_length: Optional[int] = None
     # GPU type for costing (analysis/prices.yaml); null: read from the device at run time.
     gpu_type: Optional[str] = None
+    # torch intra-op threads; null keeps torch's default (one per core).
+    num_threads: Optional[int] = None
 
 
 class EarlyStop(str, Enum):

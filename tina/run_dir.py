@@ -145,6 +145,7 @@ def environment() -> dict:
             "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
             "num_gpus": world if cuda else 0,
         },
+        "world_size": world,
         "hostname": os.uname().nodename,
         "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -216,6 +217,8 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
 
     if tc.wandb.mode.value != "disabled":
         _wandb_env(tc, run_dir)
+    if tc.compute.num_threads:
+        torch.set_num_threads(tc.compute.num_threads)
     tokenizer = load_tokenizer(tc)
     # Data before the model: a missing data set should fail in seconds, not after loading 1.5B weights.
     train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
@@ -249,7 +252,8 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     steps = trainer.state.global_step
-    status = "preempted" if stop_cb.signalled is not None else "completed"
+    # USR2 is SLURM's warning before preemption or the time limit (the job is requeued); TERM ends it.
+    status = {None: "completed", signal.SIGUSR2: "preempted"}.get(stop_cb.signalled, "interrupted")
     fields = dict(steps=steps, wall_seconds=wall_before + time.time() - started, **metrics_cb.totals)
     if status == "completed":
         trainer.save_model(str(run_dir / rd.ADAPTER))

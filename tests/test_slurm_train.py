@@ -1,0 +1,128 @@
+"""tina.train sweeps on the real one-node SLURM cluster: arrays, failures, cancels, preemption, 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import sh
+from tina.status import sweep_status
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["algorithm.max_completion_length=16", "train.save_steps=4"]
+WAIT_S = 400
+
+pytestmark = pytest.mark.slurm
+
+
+def sweep_cmd(sweep: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "tina.train", "-m", "hydra/launcher=slurm_local",
+            f"hydra.sweep.dir={sweep}", *TINY, *overrides]
+
+
+def run_sweep(sweep: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_cmd(sweep, *overrides), capture_output=True, text=True, cwd=ROOT, timeout=WAIT_S)
+
+
+def runs(sweep: Path) -> dict[str, dict]:
+    """{the job's last override: its status row}."""
+    return {Path(r["run_dir"]).name.split("_", 1)[1]: r for r in sweep_status(sweep) if r["run_dir"]}
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S, proc: subprocess.Popen | None = None):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{sh('squeue').stdout}")
+        time.sleep(0.2)
+
+
+def adapter(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,0,8")
+    assert proc.returncode != 0 and "lora.rank" in proc.stdout + proc.stderr  # the outcome names the failure
+
+    rows = runs(sweep)
+    assert set(rows) == {"lora.rank=4", "lora.rank=0", "lora.rank=8"}
+    for good in ["lora.rank=4", "lora.rank=8"]:
+        assert rows[good]["status"] == "completed" and rows[good]["steps"] == 4
+    # Judged by the job's own result: SLURM calls the failed job COMPLETED (Hydra caught the exception).
+    assert rows["lora.rank=0"]["slurm_state"] == "COMPLETED"
+    summary_path = Path(rows["lora.rank=0"]["run_dir"]) / "summary.json"
+    assert not summary_path.exists() or json.loads(summary_path.read_text())["status"] == "failed"
+    array_ids = {r["slurm_job"].split("_")[0] for r in rows.values()}
+    assert len(array_ids) == 1 and all("_" in r["slurm_job"] for r in rows.values()), "one job array"
+
+
+def test_cancelled_job_costs_no_other_and_submit_and_exit(cluster, tmp_path):
+    """The driver is killed right after submitting (the user logged out); jobs go on; status tells all."""
+    sweep = tmp_path / "sweep"
+    driver = subprocess.Popen(sweep_cmd(sweep, "train.max_steps=40", "lora.rank=4,8"), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len([p for p in (sweep / ".submitit").glob("*_*") if p.is_dir()]) == 2, "submission")
+    driver.kill()
+    driver.wait()
+
+    def running() -> bool:
+        rows = sweep_status(sweep)
+        return len(rows) == 2 and all(r["steps"] for r in rows)
+
+    wait_for(running, "both jobs training")
+    victim = next(r for r in sweep_status(sweep) if r["num"] == 0)
+    sh("scancel", victim["slurm_job"])
+    wait_for(lambda: all(r["status"] not in ("running", "not started", "pending") for r in sweep_status(sweep)),
+             "both jobs to end")
+    rows = {r["num"]: r for r in sweep_status(sweep)}
+    assert rows[0]["status"] in ("interrupted", "died (cancelled)") and rows[0]["slurm_state"] == "CANCELLED"
+    assert rows[1]["status"] == "completed" and rows[1]["steps"] == 40
+    out = subprocess.run([sys.executable, "-m", "tina.status", str(sweep)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 1 and "completed" in out.stdout and "CANCELLED" in out.stdout
+
+
+def test_preempted_job_resumes_and_matches_an_uninterrupted_run(cluster, tmp_path):
+    steps = ["train.max_steps=16", "lora.rank=4"]
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "tina.train", f"hydra.run.dir={straight}", *TINY, *steps],
+                   check=True, capture_output=True, cwd=ROOT, timeout=WAIT_S)
+
+    sweep = tmp_path / "sweep"
+    driver = subprocess.Popen(sweep_cmd(sweep, *steps), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: any(r["steps"] and r["steps"] >= 5 for r in sweep_status(sweep)), "step 5")
+    job = sweep_status(sweep)[0]
+    sh("scancel", "--signal=USR2", job["slurm_job"])  # what SLURM sends before preempting
+    out, _ = driver.communicate(timeout=WAIT_S)
+    assert driver.returncode == 0, out[-3000:]
+
+    run = Path(job["run_dir"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 16
+    log = (run / "train.log").read_text()
+    assert "resuming from" in log, "the requeued job must resume from its checkpoint"
+    steps_logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged == list(range(1, 17))
+    a, b = adapter(straight), adapter(run)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+
+
+def test_two_rank_job_trains_with_gloo(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_sweep(sweep, "train.max_steps=3", "hydra.launcher.tasks_per_node=2", "compute.num_processes=2",
+                     "lora.rank=4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = sweep_status(sweep)
+    summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 3 and summary["world_size"] == 2

@@ -1,0 +1,10 @@
+"""The embedded "toy distilled base": a tiny Qwen2 model committed with the package.
+
+`TINY_DIR` holds what `python -m tina.embedded.build` writes (config, generation config,
+safetensors weights, tokenizer with chat template). It loads with `AutoModelForCausalLM` and
+`AutoTokenizer` like any hub model, so the default run exercises the real code path offline.
+"""
+
+from pathlib import Path
+
+TINY_DIR = Path(__file__).parent / "tiny"

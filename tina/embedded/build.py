@@ -1,0 +1,275 @@
+"""Build the embedded tiny model: `python -m tina.embedded.build [--out DIR] [--seed 0]`.
+
+Why a built model rather than a downloaded one: no package ships a small causal LM with weights,
+and the default run must work offline. Why a warm start: GRPO from random weights gets all-zero
+rewards and learns nothing; the paper starts from a *distilled* model that already knows the
+format part of the time. So this script makes a toy distilled base in three seeded steps:
+
+1. A byte-level BPE tokenizer trained with `tokenizers` on toy conversations. It uses Qwen2's
+   own normaliser and pre-tokenizer, because transformers 5 loads any `qwen2` checkpoint's
+   tokenizer as `Qwen2Tokenizer`, which rebuilds the pipeline with Qwen2's regex: any other
+   pre-tokenizer would silently change the ids. `<think>`, `</think>`, `<answer>`, `</answer>`
+   are ordinary added tokens (special=False): TRL decodes completions with
+   skip_special_tokens=True, which would strip special ones and zero the format reward. The chat
+   template does not prefill `<think>`, as in the paper (else the format reward cannot fire).
+2. A random Qwen2ForCausalLM (hidden 64, 2 layers, tied embeddings: 143k parameters, 575 kB).
+3. Supervised training on toy traces (`tina.toy.trace`): 63% break the format, 40% guess (drawn
+   independently). Sampled as GRPO samples (temperature 0.7, top_k 0) the base then scores format
+   ~0.57 and accuracy ~0.65 on the held-out split, while its worked-out answers are ~97% right:
+   the right format and answer are there for GRPO to find and reinforce. The mix is not the
+   target rate: temperature 0.7 sharpens each decision token (more so where the format can
+   break at three different tokens), so the trained shares land below the data's.
+
+The same seed on the same machine gives byte-identical files (one CPU thread, seeded RNGs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import time
+from pathlib import Path
+
+from tina import toy
+from tina.embedded import TINY_DIR
+
+EOS = "<|endoftext|>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+VOCAB_SIZE = 384  # an upper bound: training stops at ~300 once every word of the corpus is one token
+
+# Role markers are special tokens, so a decoded completion never shows them. The generation
+# prompt ends at <|assistant|>: the model writes `<think>` itself.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}<|system|>{{ message['content'] }}"
+    "{%- elif message['role'] == 'user' -%}<|user|>{{ message['content'] }}"
+    "{%- elif message['role'] == 'assistant' -%}<|assistant|>{{ message['content'] }}<|endoftext|>"
+    "{%- else -%}{{ raise_exception('unknown role: ' + message['role']) }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+
+MODEL = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=256,
+    max_position_embeddings=256,
+    tie_word_embeddings=True,
+)
+
+# The warm start. The trace mix sets where the base starts; the rest only has to make the
+# well-formed, worked traces reliable (~97% right), so that RL has a good mode to move to. 800 x 32
+# sequences take ~45 s of one CPU core. Measured on seed 0; other seeds land within about +-0.1.
+SFT = dict(
+    steps=800,
+    batch_size=32,
+    lr=5e-3,
+    warmup=40,
+    beta2=0.999,
+    p_malformed=0.63,
+    p_guessed=0.40,
+)
+
+FILES = (
+    "config.json", "generation_config.json", "model.safetensors",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+)
+
+
+def conversation(problem: str, completion: str | None = None) -> list[dict]:
+    messages = [{"role": "system", "content": toy.SYSTEM_PROMPT}, {"role": "user", "content": problem}]
+    if completion is not None:
+        messages.append({"role": "assistant", "content": completion})
+    return messages
+
+
+def _sample_traces(problems: list[dict], rng: random.Random) -> list[str]:
+    return [
+        toy.trace(
+            p["problem"], p["solution"],
+            malformed=rng.random() < SFT["p_malformed"], guessed=rng.random() < SFT["p_guessed"], rng=rng,
+        )
+        for p in problems
+    ]
+
+
+def _render(problem: str, completion: str) -> str:
+    """The chat template, written out; only for the tokenizer's training corpus."""
+    return f"<|system|>{toy.SYSTEM_PROMPT}<|user|>{problem}<|assistant|>{completion}{EOS}"
+
+
+def build_tokenizer(seed: int):
+    """A raw `tokenizers.Tokenizer` with Qwen2's pre-tokenization, trained on toy conversations."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+    from tokenizers.trainers import BpeTrainer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    rng = random.Random(f"tina.embedded.tokenizer/{seed}")
+    problems = toy.rows("train", 2000, seed)
+    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng))]
+    # Tags and role markers are whole tokens that split the text before BPE sees it: train on the
+    # pieces between them, so their own text never enters the merges.
+    markers = re.compile("|".join(re.escape(m) for m in [EOS, *ROLE_TOKENS, *TAGS]))
+    corpus = [piece for text in corpus for piece in markers.split(text) if piece]
+    trainer = BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[EOS, *ROLE_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    # After training, so their ids follow the learnt vocabulary (ids 0-3 are the special tokens).
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
+    return tok
+
+
+def hf_tokenizer(raw):
+    from transformers import PreTrainedTokenizerFast
+
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token=EOS, pad_token=EOS, unk_token=EOS, model_max_length=MODEL["max_position_embeddings"]
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    return hf
+
+
+def build_model(vocab_size: int, eos_id: int, seed: int):
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=vocab_size, bos_token_id=None, eos_token_id=eos_id, pad_token_id=eos_id, **MODEL)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=eos_id, pad_token_id=eos_id)
+    return model
+
+
+def warm_start(model, hf, seed: int, log=print) -> None:
+    """Supervised training on sampled toy traces; loss on the completion (and its EOS) only."""
+    import torch
+
+    steps, batch_size = SFT["steps"], SFT["batch_size"]
+    rng = random.Random(f"tina.embedded.sft/{seed}")
+    problems = toy.rows("train", steps * batch_size, seed)
+    completions = _sample_traces(problems, rng)
+    raw = hf.backend_tokenizer
+    prompt_ids: dict[str, list[int]] = {}
+    for p in problems:
+        if p["problem"] not in prompt_ids:
+            prompt_ids[p["problem"]] = hf.apply_chat_template(
+                conversation(p["problem"]), add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+    eos = hf.eos_token_id
+    completion_ids = [e.ids + [eos] for e in raw.encode_batch(completions, add_special_tokens=False)]
+    seqs = [prompt_ids[p["problem"]] + c for p, c in zip(problems, completion_ids)]
+    width = max(len(s) for s in seqs)
+    inputs = torch.full((len(seqs), width), eos, dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (p, c, s) in enumerate(zip(problems, completion_ids, seqs)):
+        inputs[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+        labels[i, len(s) - len(c) : len(s)] = torch.tensor(c)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=SFT["lr"], betas=(0.9, SFT["beta2"]), weight_decay=0.0)
+
+    def lr_at(step: int) -> float:
+        if step < SFT["warmup"]:
+            return (step + 1) / SFT["warmup"]
+        progress = (step - SFT["warmup"]) / max(1, steps - SFT["warmup"])
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    for step in range(steps):
+        sl = slice(step * batch_size, (step + 1) * batch_size)
+        out = model(input_ids=inputs[sl], attention_mask=mask[sl], labels=labels[sl])
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"  sft step {step:4d}  loss {out.loss.item():.3f}")
+    model.eval()
+
+
+def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
+    """Build tokenizer, model and warm start into `out` (its previous build files are replaced)."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)  # float sums in a fixed order: byte-identical rebuilds
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = Path(out)
+        started = time.time()
+        raw = build_tokenizer(seed)
+        hf = hf_tokenizer(raw)
+        model = build_model(len(hf), hf.eos_token_id, seed)
+        log(f"tokenizer: {len(hf)} tokens; model: {model.num_parameters()} parameters")
+        warm_start(model, hf, seed, log=log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
+    model.save_pretrained(out)
+    hf.save_pretrained(out)
+    # Qwen2Tokenizer is what transformers picks for a qwen2 checkpoint anyway; say so explicitly.
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "Qwen2Tokenizer"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    log(f"built {out} in {time.time() - started:.1f} s")
+    return out
+
+
+def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed: int = 0) -> list[dict]:
+    """Held-out format/accuracy of the built model, sampled as GRPO samples (temperature 0.7, 32 tokens)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tina.heldout import score
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path)
+    test = toy.rows("test", eval_size, problem_seed)
+    prompts = [conversation(r["problem"]) for r in test]
+    return [score(model, tokenizer, prompts, [r["solution"] for r in test], seed=s) for s in seeds]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=TINY_DIR, help=f"output folder (default: {TINY_DIR})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")
+    args = parser.parse_args(argv)
+    out = build(args.out, args.seed)
+    if not args.no_eval:
+        started = time.time()
+        for s, r in zip((0, 1, 2), base_scores(out)):
+            print(f"held-out base (200 test problems, sampling seed {s}): "
+                  f"format {r['format']:.3f}  accuracy {r['accuracy']:.3f}")
+        print(f"evaluated in {time.time() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Held-out format and accuracy of a model, sampled the way TRL's GRPOTrainer samples.
+
+Why sample like the trainer (do_sample, top_k=0, top_p=1.0, the training temperature, the chat
+template with add_generation_prompt=True, skip_special_tokens=True decoding) rather than greedily:
+the number is then directly comparable to the `rewards/*/mean` curves of the same run, and a
+before/after pair measures what RL changed, not a change of decoding. The scoring functions are
+the training rewards themselves (`tina.rewards.get_reward`), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _generate(model, tokenizer, prompts, *, temperature, max_new_tokens, batch_size) -> list[str]:
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos = [tokenizer.eos_token_id, *eos]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        ids = [
+            list(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+            for p in batch
+        ]
+        width = max(len(x) for x in ids)
+        # left padding, as for any decoder-only batch generation
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+        texts.extend(tokenizer.batch_decode(out[:, width:], skip_special_tokens=True))
+    return texts
+
+
+def score(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    solutions: list[str],
+    *,
+    temperature: float = 0.7,
+    max_new_tokens: int = 32,
+    num_samples: int = 1,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict:
+    """Mean format and accuracy reward over `num_samples` sampled completions per prompt.
+
+    `prompts` are conversations ([{"role": "system", ...}, {"role": "user", ...}]), `solutions`
+    the gold answers, one per prompt. Returns {"format": float, "accuracy": float, "n": int},
+    n the number of completions scored. Completions whose gold math-verify cannot parse are left
+    out of the accuracy mean (as TRL leaves out a None reward); accuracy is NaN if all are.
+    The global torch RNG is left as it was; the model's train/eval mode too.
+    """
+    from tina.rewards import get_reward
+
+    if len(prompts) != len(solutions):
+        raise ValueError(f"{len(prompts)} prompts but {len(solutions)} solutions")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    prompts = [p for p in prompts for _ in range(num_samples)]
+    solutions = [s for s in solutions for _ in range(num_samples)]
+    if not prompts:
+        return {"format": float("nan"), "accuracy": float("nan"), "n": 0}
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(seed)
+            texts = _generate(
+                model, tokenizer, prompts, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size
+            )
+    finally:
+        model.train(was_training)
+
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    fmt = get_reward("format")(completions, solution=solutions)
+    acc = [a for a in get_reward("accuracy")(completions, solution=solutions) if a is not None]
+    return {
+        "format": sum(fmt) / len(fmt),
+        "accuracy": sum(acc) / len(acc) if acc else float("nan"),
+        "n": len(texts),
+    }
