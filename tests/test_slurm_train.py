@@ -31,9 +31,19 @@ def run_sweep(sweep: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(sweep_cmd(sweep, *overrides), capture_output=True, text=True, cwd=ROOT, timeout=WAIT_S)
 
 
-def runs(sweep: Path) -> dict[str, dict]:
-    """{the job's last override: its status row}."""
-    return {Path(r["run_dir"]).name.split("_", 1)[1]: r for r in sweep_status(sweep) if r["run_dir"]}
+def runs(sweep: Path, key: str = "lora.rank") -> dict[str, dict]:
+    """{the job's `key=value` override: its status row}."""
+    def swept(row):
+        return next(o for o in Path(row["run_dir"]).name.split("_", 1)[1].split(",") if o.startswith(f"{key}="))
+    return {swept(r): r for r in sweep_status(sweep) if r["run_dir"]}
+
+
+def rows_now(sweep: Path) -> list[dict]:
+    """The sweep's rows so far; none before its first job has started."""
+    try:
+        return sweep_status(sweep)
+    except FileNotFoundError:
+        return []
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S, proc: subprocess.Popen | None = None):
@@ -75,8 +85,8 @@ def test_cancelled_job_costs_no_other_and_submit_and_exit(cluster, tmp_path):
     driver.wait()
 
     def running() -> bool:
-        rows = sweep_status(sweep)
-        return len(rows) == 2 and all(r["steps"] for r in rows)
+        rows = rows_now(sweep)
+        return len(rows) == 2 and all(r["steps"] and r["status"] == "running" for r in rows)
 
     wait_for(running, "both jobs training")
     victim = next(r for r in sweep_status(sweep) if r["num"] == 0)
@@ -100,7 +110,7 @@ def test_preempted_job_resumes_and_matches_an_uninterrupted_run(cluster, tmp_pat
     sweep = tmp_path / "sweep"
     driver = subprocess.Popen(sweep_cmd(sweep, *steps), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: any(r["steps"] and r["steps"] >= 5 for r in sweep_status(sweep)), "step 5")
+    wait_for(lambda: any(r["steps"] and r["steps"] >= 5 for r in rows_now(sweep)), "step 5")
     job = sweep_status(sweep)[0]
     sh("scancel", "--signal=USR2", job["slurm_job"])  # what SLURM sends before preempting
     out, _ = driver.communicate(timeout=WAIT_S)

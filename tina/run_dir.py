@@ -88,6 +88,21 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in kept))
 
 
+def last_logged_step(run_dir: Path) -> int:
+    """The last step in metrics.jsonl (0 if none): a running job's progress, read from its tail."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 8192))
+        for line in reversed(f.read().decode(errors="replace").splitlines()):
+            try:
+                return int(json.loads(line)["step"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line cut short by a writer or a kill
+    return 0
+
+
 def append_metrics(run_dir: Path, record: dict) -> None:
     with open(run_dir / METRICS, "a") as f:
         f.write(json.dumps(record) + "\n")

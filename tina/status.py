@@ -34,11 +34,19 @@ def _slurm_states(sweep: Path) -> dict[int, dict]:
     states = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
-        array_id, _, task = job_id.partition("_")
-        num = int(task) if task.isdigit() else 0 if len(folders) == 1 else None
-        if num is not None:
-            states[num] = {"job_id": job_id, "state": state.split()[0]}
+        array_id, _, tasks = job_id.partition("_")
+        for num in _task_range(tasks) if tasks else [0]:
+            states[num] = {"job_id": f"{array_id}_{num}" if tasks else job_id, "state": state.split()[0]}
     return states
+
+
+def _task_range(tasks: str) -> list[int]:
+    """sacct shows pending array tasks folded: '[0-3%8]', '[1,4-5]', or a single '2'."""
+    nums = []
+    for part in tasks.strip("[]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        nums.extend(range(int(lo), int(hi or lo) + 1))
+    return nums
 
 
 def sweep_status(sweep: Path) -> list[dict]:
@@ -59,7 +67,7 @@ def sweep_status(sweep: Path) -> list[dict]:
             status = "cancelled"
         rows.append({
             "num": num, "run_dir": str(run) if run else None, "status": status,
-            "steps": summary.get("steps"), "stop_step": summary.get("stop_at_step") or summary.get("max_steps"),
+            "steps": max(summary.get("steps") or 0, rd.last_logged_step(run)) if run else None, "stop_step": summary.get("stop_at_step") or summary.get("max_steps"),
             "slurm_job": job.get("job_id"), "slurm_state": job.get("state"), "error": summary.get("error"),
         })
     if not rows:
