@@ -84,6 +84,7 @@ import ruptures as rpt
 from ruptures.base import BaseCost
 
 from analysis.metrics import metrics_path, read_metrics
+from tina.run_dir import saved_steps  # the run directory's layout has one owner
 
 __all__ = ["detect", "best_checkpoint", "saved_steps", "main", "FORMAT_KEY", "LENGTH_KEY"]
 
@@ -465,19 +466,6 @@ def best_checkpoint(step: int | None, saved_steps: Iterable[int]) -> int | None:
         return None
     ok = [int(s) for s in saved_steps if int(s) <= step]
     return max(ok) if ok else None
-
-
-def saved_steps(run_dir: str | Path) -> list[int]:
-    """Steps of ``RUN/checkpoints/checkpoint-N`` directories, sorted."""
-    d = Path(run_dir) / "checkpoints"
-    if not d.is_dir():
-        return []
-    out = []
-    for c in d.iterdir():
-        m = re.fullmatch(r"checkpoint-(\d+)", c.name)
-        if m and c.is_dir():
-            out.append(int(m.group(1)))
-    return sorted(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,3 +141,43 @@ def test_wandb_offline_writes_a_local_run(tmp_path):
     run = tmp_path / "run"
     train(run, "train.max_steps=2", "wandb.mode=offline")
     assert list((run / "wandb").glob("offline-run-*"))
+
+
+def _write_phase_curve(run: Path, steps: int, turn: int) -> None:
+    """A metrics file whose format reward peaks and falls, and length dips and rebounds, at `turn`."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "metrics.jsonl", "w") as f:
+        for s in range(1, steps + 1):
+            fmt = min(s, turn) / turn - max(0, s - turn) / turn
+            length = 400 - 300 * min(s, turn) / turn + 300 * max(0, s - turn) / turn
+            f.write(json.dumps({"step": s, "rewards/format_reward/mean": fmt + rng.normal(0, 0.03),
+                                "completions/mean_length": length + rng.normal(0, 10)}) + "\n")
+
+
+def test_phase_early_stop_stops_a_patience_window_after_the_transition(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from tina.callbacks import PhaseEarlyStop
+
+    cb = PhaseEarlyStop(tmp_path, patience=20, every=10)
+    state, control = TrainerState(), TrainerControl()
+    _write_phase_curve(tmp_path, steps=110, turn=100)  # 10 steps past the turn: too early to stop
+    state.global_step = 110
+    cb.on_log(None, state, control, logs={})
+    assert not control.should_training_stop
+    _write_phase_curve(tmp_path, steps=130, turn=100)
+    state.global_step = 130
+    cb.on_log(None, state, control, logs={})
+    assert control.should_training_stop and control.should_save
+    assert abs(cb.transition - 100) <= 5
+
+
+def test_early_stop_phase_runs_and_records_the_transition(tmp_path):
+    run = tmp_path / "run"
+    train(run, "train.max_steps=10", "train.early_stop=phase", "train.early_stop_patience=2")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] in ("completed", "stopped_early")
+    assert "phase_step" in summary and "best_checkpoint" in summary

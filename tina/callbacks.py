@@ -64,3 +64,28 @@ class StopAt(TrainerCallback):
         if callable(handler):
             handler(self.signalled, None)  # submitit: checkpoint the job, requeue it, exit
         raise SystemExit(128 + self.signalled)
+
+
+class PhaseEarlyStop(TrainerCallback):
+    """Stop `patience` steps after the format-reward / completion-length phase transition.
+
+    The paper's best checkpoints sit at or just before that turning point, and training on past it
+    only spends money. The detector (analysis.phase) reads the run's own metrics.jsonl, so what
+    stops training is exactly what the report will show. It runs every `every` logged steps: a
+    change-point fit costs milliseconds, but not nothing, at every step of a long run.
+    """
+
+    def __init__(self, run_dir: Path, patience: int, every: int = 10):
+        self.run_dir, self.patience, self.every = run_dir, patience, every
+        self.transition: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step % self.every or not state.is_world_process_zero:
+            return
+        from analysis.phase import detect
+
+        step = detect(self.run_dir / rd.METRICS)["step"]
+        if step is not None and state.global_step >= step + self.patience:
+            self.transition = step
+            control.should_training_stop = True
+            control.should_save = True

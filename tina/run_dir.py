@@ -69,8 +69,10 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def saved_steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in (run_dir / CHECKPOINTS).glob("checkpoint-*"))
+def saved_steps(run_dir: Path | str) -> list[int]:
+    """Steps of RUN/checkpoints/checkpoint-N, sorted."""
+    return sorted(int(p.name.split("-")[1]) for p in (Path(run_dir) / CHECKPOINTS).glob("checkpoint-*")
+                  if p.name.split("-")[1].isdigit())
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:

@@ -173,7 +173,9 @@ def train(cfg: DictConfig) -> dict:
     if main_process:
         rd.check_or_write_config(run_dir, cfg)
     previous = rd.read_summary(run_dir)
-    if previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"]):
+    finished = previous.get("status") == "stopped_early" or (
+        previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"]))
+    if finished:
         log.info("%s already finished at step %s; nothing to do", run_dir, previous["steps"])
         return previous
 
@@ -213,7 +215,7 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
     from trl import GRPOConfig, GRPOTrainer
 
     from tina import data
-    from tina.callbacks import MetricsFile, StopAt
+    from tina.callbacks import MetricsFile, PhaseEarlyStop, StopAt
 
     if tc.wandb.mode.value != "disabled":
         _wandb_env(tc, run_dir)
@@ -238,6 +240,7 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
 
     metrics_cb = MetricsFile(run_dir)
     stop_cb = StopAt(tc.stop_step or float("inf"))
+    phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs(tc),
@@ -245,7 +248,7 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=lora_config(tc),
-        callbacks=[metrics_cb, stop_cb],
+        callbacks=[cb for cb in (metrics_cb, phase_cb, stop_cb) if cb is not None],  # metrics first: the detector reads them
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     summary.write(num_params=total, trainable_params=trainable)
@@ -255,7 +258,13 @@ def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float,
     # USR2 is SLURM's warning before preemption or the time limit (the job is requeued); TERM ends it.
     status = {None: "completed", signal.SIGUSR2: "preempted"}.get(stop_cb.signalled, "interrupted")
     fields = dict(steps=steps, wall_seconds=wall_before + time.time() - started, **metrics_cb.totals)
-    if status == "completed":
+    if phase_cb is not None and status == "completed":
+        from analysis.phase import best_checkpoint
+
+        fields.update(phase_step=phase_cb.transition,
+                      best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
+        status = "stopped_early" if phase_cb.transition is not None else status
+    if status in ("completed", "stopped_early"):
         trainer.save_model(str(run_dir / rd.ADAPTER))
         if eval_ds is not None and summary.enabled:
             fields["heldout_final"] = _heldout(trainer.model, tokenizer, eval_ds, tc)
