@@ -60,19 +60,31 @@ def adapter(run: Path) -> dict[str, torch.Tensor]:
 
 def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,0,8")
-    assert proc.returncode != 0 and "lora.rank" in proc.stdout + proc.stderr  # the outcome names the failure
+    # compute.num_processes=2 passes validation but fails in the job, which runs one process.
+    proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,8", "compute.num_processes=1,2")
+    assert proc.returncode != 0 and "compute.num_processes" in proc.stdout + proc.stderr  # the outcome names it
 
-    rows = runs(sweep)
-    assert set(rows) == {"lora.rank=4", "lora.rank=0", "lora.rank=8"}
-    for good in ["lora.rank=4", "lora.rank=8"]:
-        assert rows[good]["status"] == "completed" and rows[good]["steps"] == 4
-    # Judged by the job's own result: SLURM calls the failed job COMPLETED (Hydra caught the exception).
-    assert rows["lora.rank=0"]["slurm_state"] == "COMPLETED"
-    summary_path = Path(rows["lora.rank=0"]["run_dir"]) / "summary.json"
-    assert not summary_path.exists() or json.loads(summary_path.read_text())["status"] == "failed"
+    rows = {r["run_dir"].rsplit("/", 1)[1]: r for r in sweep_status(sweep)}
+    assert len(rows) == 4
+    good = {k: r for k, r in rows.items() if "compute.num_processes=1" in k}
+    bad = {k: r for k, r in rows.items() if "compute.num_processes=2" in k}
+    assert [r["status"] for r in good.values()] == ["completed"] * 2 and all(r["steps"] == 4 for r in good.values())
+    for r in bad.values():
+        # Judged by the job's own result: SLURM calls it COMPLETED (Hydra caught the exception).
+        assert r["status"] == "failed" and "compute.num_processes" in r["error"]
+        assert r["slurm_state"] == "COMPLETED"
     array_ids = {r["slurm_job"].split("_")[0] for r in rows.values()}
     assert len(array_ids) == 1 and all("_" in r["slurm_job"] for r in rows.values()), "one job array"
+
+
+def test_a_bad_value_refuses_the_whole_sweep_before_submitting(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_sweep(sweep, "lora.rank=4,0")
+    assert proc.returncode != 0 and "lora.rank: must be a positive integer" in proc.stderr
+    assert not (sweep / ".submitit").exists()
+    proc = run_sweep(sweep, "hydra.launcher.timeout_min=5", "lora.rank=4")
+    assert proc.returncode != 0 and "hydra.launcher.timeout_min" in proc.stderr
+    assert not (sweep / ".submitit").exists()
 
 
 def test_cancelled_job_costs_no_other_and_submit_and_exit(cluster, tmp_path):

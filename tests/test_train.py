@@ -111,14 +111,14 @@ def test_stop_at_step_stops_early_and_a_rerun_continues_to_the_horizon(tmp_path)
 def test_multirun_of_two_ranks_and_a_failing_job(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "tina.train", "-m", f"hydra.sweep.dir={sweep}", *FAST, "train.max_steps=4",
+        [sys.executable, "-m", "tina.train", "-m", "+sweeps=lora_rank", f"hydra.sweep.dir={sweep}", *FAST, "train.max_steps=4",
          "lora.rank=4,0,8"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert proc.returncode != 0, "a failed job must make the sweep's outcome visible"
     assert "lora.rank" in proc.stdout + proc.stderr
-    runs = {yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())[-1]: d
-            for d in sweep.iterdir() if d.is_dir()}
+    runs = {next(o for o in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) if o.startswith("lora.rank")): d
+            for d in sweep.iterdir() if d.is_dir()}  # the named sweep's 5 ranks, narrowed to 3 on the command line
     assert set(runs) == {"lora.rank=4", "lora.rank=0", "lora.rank=8"}
     for good in ["lora.rank=4", "lora.rank=8"]:
         summary = json.loads((runs[good] / "summary.json").read_text())

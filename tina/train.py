@@ -161,13 +161,6 @@ def train(cfg: DictConfig) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary."""
     tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
     _export_slurm_ranks()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != tc.compute.num_processes:
-        raise ConfigError(
-            f"compute.num_processes: set to {tc.compute.num_processes} but this job runs {world} process(es); "
-            f"launch one process per GPU (accelerate launch --num_processes {tc.compute.num_processes} -m tina.train, "
-            f"or hydra/launcher=slurm) or set compute.num_processes={world}"
-        )
     run_dir = Path(tc.train.output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0
     if main_process:
@@ -189,8 +182,10 @@ def train(cfg: DictConfig) -> dict:
         steps=previous.get("steps", 0), wall_seconds=wall_before, model=tc.model.name_or_path, **env,
     )
     try:
+        _check_world_size(tc)
         result, stop_cb = _train(tc, run_dir, summary, started, wall_before)
     except BaseException as e:
+        log.error("run failed: %s: %s", type(e).__name__, e)
         summary.write(
             status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
             wall_seconds=wall_before + time.time() - started,
@@ -199,6 +194,18 @@ def train(cfg: DictConfig) -> dict:
     if stop_cb.signalled is not None:
         stop_cb.chain()
     return result
+
+
+def _check_world_size(tc: TinaConfig) -> None:
+    """A job with fewer processes than configured would train on a smaller batch than it says."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != tc.compute.num_processes:
+        raise ConfigError(
+            f"compute.num_processes: set to {tc.compute.num_processes} but this job runs {world} process(es); "
+            f"launch one process per GPU (accelerate launch --num_processes {tc.compute.num_processes} -m tina.train, "
+            f"or hydra/launcher=slurm with hydra.launcher.tasks_per_node={tc.compute.num_processes}) "
+            f"or set compute.num_processes={world}"
+        )
 
 
 def _export_slurm_ranks() -> None:

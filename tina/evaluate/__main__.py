@@ -1,0 +1,59 @@
+"""`python -m tina.evaluate`: the Hydra app (root conf/evaluate.yaml, group conf/eval/)."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from tina.config import ConfigError
+from tina.evaluate.config import check_override_keys, validate
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> list[dict]:
+    from tina.evaluate import evaluate
+
+    records = evaluate(validate(cfg))
+    _print(records)
+    return records
+
+
+def _print(records: list[dict]) -> None:
+    import rich
+    from rich.table import Column, Table
+
+    names = ("checkpoint", "step", "benchmark", "pass@1", "± std", "problems", "samples x seeds", "s")
+    table = Table(*(Column(n, no_wrap=True) for n in names))
+    for r in sorted(records, key=lambda r: (r["step"] is None, r["step"] or 0, r["checkpoint"], r["benchmark"])):
+        std = r["pass@1_std"]
+        table.add_row(r["checkpoint"], str(r["step"]), r["benchmark"], f"{r['pass@1']:.4f}",
+                      "-" if std is None else f"{std:.4f}", str(r["n_problems"]),
+                      f"{r['n_samples']} x {len(r['seeds'])}", f"{r['wall_seconds']:.0f}")
+    rich.print(table)
+
+
+def _argv(args: list[str]) -> list[str]:
+    """`model=X` means base_model=X: conf/ has a `model` group (training's), so Hydra would read
+    `model=X` as choosing a config file of that group and refuse it."""
+    return [f"base_model={a[len('model='):]}" if a.startswith("model=") else a for a in args]
+
+
+def cli() -> None:
+    args = _argv(sys.argv[1:])
+    try:
+        check_override_keys(args)
+    except ConfigError as e:
+        sys.exit(f"tina.evaluate: {e}")
+    flags = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+    if not any(a.split("=")[0] in flags for a in args) and not any(
+        a.lstrip("+").startswith(("run_dir=", "base_model=")) for a in args
+    ):
+        sys.exit("tina.evaluate: give run_dir=RUN (a training run directory) or model=MODEL (hub id or path)")
+    sys.argv = sys.argv[:1] + args
+    main()
+
+
+if __name__ == "__main__":
+    cli()

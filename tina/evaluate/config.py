@@ -1,0 +1,221 @@
+"""Typed schema of `python -m tina.evaluate` (root conf/evaluate.yaml, group conf/eval/{cpu,gpu}.yaml).
+
+Same pattern as tina/config.py: dataclasses in Hydra's ConfigStore, so a misspelt key or an enum
+value outside its set fails at composition; value checks in `check()`, raising ConfigError that
+names the key and what is allowed. `EvalConfig` is self-contained so the training schema can nest
+it (`eval.after_training=true` evaluates in the same job, see `tina.evaluate.evaluate_run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from tina import benchmarks as bm
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    # tina.config's ConfigError, imported late: tina.config nests EvalConfig, so importing it here
+    # at module level would be a cycle.
+    if not ok:
+        from tina.config import ConfigError
+
+        raise ConfigError(f"{key}: {message}")
+
+
+class Backend(str, Enum):
+    cpu = "cpu"  # transformers generate + tina.rewards, in this process
+    gpu = "gpu"  # lighteval + vLLM, in lighteval's own environment (a subprocess)
+
+
+class Selection(str, Enum):
+    all = "all"  # every saved checkpoint, and the final adapter if it is a later step
+    last = "last"  # the latest weights: the final adapter, else the last checkpoint
+    best = "best"  # the checkpoint at or before the phase transition (analysis.phase); else last
+
+
+class ChatTemplate(str, Enum):
+    tokenizer = "tokenizer"  # the model's own template: what lighteval uses, so base and checkpoints compare
+    training = "training"  # the run's model.chat_template (e.g. DeepSeek's without the <think> prefill)
+
+
+@dataclass
+class VllmConfig:
+    """vLLM engine settings passed to lighteval's VLLMModelConfig (GPU backend only)."""
+
+    dtype: str = "bfloat16"
+    max_model_length: int = 32768
+    gpu_memory_utilization: float = 0.8
+    max_num_batched_tokens: int = 32768
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+
+    def check(self) -> None:
+        _require(self.dtype in ("bfloat16", "float16", "float32"), "eval.vllm.dtype",
+                 f"must be one of bfloat16, float16, float32, got {self.dtype!r}")
+        _require(self.max_model_length > 0, "eval.vllm.max_model_length", f"must be positive, got {self.max_model_length}")
+        _require(0 < self.gpu_memory_utilization <= 1, "eval.vllm.gpu_memory_utilization",
+                 f"must be in (0, 1], got {self.gpu_memory_utilization}")
+        for key in ("max_num_batched_tokens", "tensor_parallel_size", "data_parallel_size"):
+            _require(getattr(self, key) > 0, f"eval.vllm.{key}", f"must be positive, got {getattr(self, key)}")
+
+
+@dataclass
+class EvalConfig:
+    backend: Backend = Backend.cpu
+    checkpoints: Selection = Selection.last
+    include_base: bool = False  # also evaluate the run's base model (results under eval/base/)
+    benchmarks: list[str] = field(default_factory=lambda: ["toy"])
+    n_samples: int = 4  # completions per problem per seed
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 32
+    limit: Optional[int] = None  # first N problems of each benchmark (quick looks; not comparable numbers)
+    system_prompt: Optional[str] = None  # for the paper's benchmarks; the toy task keeps its own
+    chat_template: ChatTemplate = ChatTemplate.tokenizer
+    # benchmark -> local JSONL/Parquet (file or folder) in the hub's schema, for clusters without hub access
+    data_path: dict[str, Optional[str]] = field(default_factory=lambda: {name: None for name in bm.BENCHMARKS})
+    toy_size: int = 200  # the toy held-out split: size and problem seed (as dataset=toy's eval_size, seed)
+    toy_seed: int = 0
+    batch_size: int = 64  # CPU: prompts x samples per generate call
+    threads: Optional[int] = 1  # CPU: torch threads while generating (null: torch's default; conf/eval/cpu.yaml says why 1)
+    # GPU: the python of an environment with lighteval[vllm]==0.13 (it cannot share tina's, STACK.md)
+    lighteval_python: Optional[str] = None
+    lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval vllm`
+    # lighteval 0.13 strips <think>...</think> before matching by default; the paper's lighteval did not.
+    remove_reasoning_tags: bool = False
+    keep_merged: bool = False  # keep RUN/eval/<ckpt>/merged (the LoRA merged into the base) after the GPU run
+    vllm: VllmConfig = field(default_factory=VllmConfig)
+    overwrite: bool = False  # re-evaluate even where a results file with the same settings exists
+    after_training: bool = False  # read by tina.train: evaluate the run when training completes
+
+    def check(self) -> None:
+        _require(len(self.benchmarks) > 0, "eval.benchmarks", f"must name at least one of {sorted(bm.BENCHMARKS)}")
+        names = []
+        for name in self.benchmarks:
+            try:
+                names.append(bm.canonical(str(name)))
+            except ValueError as e:
+                _require(False, "eval.benchmarks", str(e))
+        _require(len(set(names)) == len(names), "eval.benchmarks", f"lists a benchmark twice: {self.benchmarks}")
+        self.benchmarks = names
+        for name in self.data_path:
+            _require(name in bm.BENCHMARKS, f"eval.data_path.{name}", f"unknown benchmark; allowed: {sorted(bm.BENCHMARKS)}")
+        _require(self.n_samples >= 1, "eval.n_samples", f"must be >= 1, got {self.n_samples}")
+        _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "eval.seeds",
+                 f"must list at least one seed, none twice, got {self.seeds}")
+        _require(self.temperature > 0, "eval.temperature", f"must be positive (sampling), got {self.temperature}")
+        _require(0 < self.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {self.top_p}")
+        _require(self.max_new_tokens > 0, "eval.max_new_tokens", f"must be positive, got {self.max_new_tokens}")
+        _require(self.limit is None or self.limit > 0, "eval.limit", f"must be positive or null, got {self.limit}")
+        _require(self.toy_size > 0, "eval.toy_size", f"must be positive, got {self.toy_size}")
+        _require(self.batch_size > 0, "eval.batch_size", f"must be positive, got {self.batch_size}")
+        _require(self.threads is None or self.threads > 0, "eval.threads", f"must be positive or null, got {self.threads}")
+        self.vllm.check()
+        if self.backend == Backend.gpu:
+            _require(self.lighteval_python is not None and Path(self.lighteval_python).is_file(), "eval.lighteval_python",
+                     f"must be the python of an environment with lighteval[vllm]==0.13.0 (its own venv: it cannot "
+                     f"share tina's), e.g. eval.lighteval_python=/opt/lighteval/bin/python; got {self.lighteval_python!r}")
+            _require(self.max_new_tokens <= self.vllm.max_model_length, "eval.max_new_tokens",
+                     f"{self.max_new_tokens} exceeds eval.vllm.max_model_length={self.vllm.max_model_length}")
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: Optional[str] = None  # a training run directory: evaluate its checkpoints
+    base_model: Optional[str] = None  # or a model (hub id or path) on its own; on the command line: model=...
+    # Where eval/<checkpoint>/<benchmark>.json go: the run directory, or outputs/base/<model> for a model.
+    output_dir: Optional[str] = "${eval_root:${run_dir},${base_model}}"
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def check(self) -> None:
+        _require((self.run_dir is None) != (self.base_model is None), "run_dir",
+                 "give exactly one of run_dir=RUN (a training run) or model=MODEL (a hub id or path), "
+                 f"got run_dir={self.run_dir!r}, model={self.base_model!r}")
+        if self.run_dir is not None:
+            _require(Path(self.run_dir).is_dir(), "run_dir", f"{self.run_dir} is not a directory")
+            _require((Path(self.run_dir) / "config.yaml").is_file(), "run_dir",
+                     f"{self.run_dir} has no config.yaml: not a tina run directory")
+        self.eval.check()
+
+
+def _eval_root(run_dir: Optional[str], base_model: Optional[str]) -> Optional[str]:
+    if run_dir:
+        return str(run_dir)
+    if base_model:
+        return str(Path("outputs") / "base" / re.sub(r"[^A-Za-z0-9._-]+", "_", str(base_model).strip("/")))
+    return None
+
+
+def _eval_hydra_dir(run_dir: Optional[str], output_dir: Optional[str]) -> str:
+    """Hydra's own files and evaluate.log: RUN/eval beside the results (RUN/.hydra is the training's);
+    for a model on its own the output dir itself, which analysis.collect then finds as a run."""
+    root = str(output_dir or "outputs/eval")
+    return f"{root}/eval" if run_dir else root
+
+
+def register() -> None:
+    """Schema and resolvers for the evaluate app (idempotent)."""
+    for name, fn in {"eval_root": _eval_root, "eval_hydra_dir": _eval_hydra_dir}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+    ConfigStore.instance().store(name="tina_evaluate_schema", node=EvaluateConfig)
+
+
+register()
+
+
+def to_eval_config(cfg: Any) -> EvalConfig:
+    """An EvalConfig from an EvalConfig, a DictConfig/dict of its keys, or None (defaults); checked."""
+    if isinstance(cfg, EvalConfig):
+        ec = dataclasses.replace(cfg)
+    else:
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg or {})
+            ec = OmegaConf.to_object(node)  # type: ignore[assignment]
+        except OmegaConfBaseException as e:
+            _require(False, "eval", str(e))
+    ec.check()
+    return ec
+
+
+def validate(cfg: DictConfig) -> EvaluateConfig:
+    try:
+        ec: EvaluateConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as e:
+        from tina.config import ConfigError
+
+        raise ConfigError(str(e)) from None
+    ec.check()
+    return ec
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse `eval.chekpoints=...` naming the keys that exist (Hydra's message names only the bad one)."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" not in override or key.startswith("hydra") or "/" in key or "." not in key:
+            continue  # group choices (eval=gpu) and Hydra's own keys: Hydra lists their options
+        node: Any = EvaluateConfig
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not dataclasses.is_dataclass(node):
+                break
+            fields = [f.name for f in dataclasses.fields(node)]
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "the config"
+                close = difflib.get_close_matches(part, fields, n=1)
+                hint = f" (did you mean {'.'.join(parts[:depth] + close)}?)" if close else ""
+                _require(False, key, f"unknown key{hint}; {where} has: {', '.join(fields)}")
+            node = typing.get_type_hints(node)[part]
