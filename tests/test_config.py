@@ -32,7 +32,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-GROUPS = ["model", "lora", "optim", "algorithm", "dataset", "reward", "compute", "experiment"]
+GROUPS = ["model", "lora", "optim", "algorithm", "dataset", "reward", "compute", "eval", "experiment"]
 
 
 @pytest.mark.parametrize(

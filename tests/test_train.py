@@ -181,3 +181,18 @@ def test_early_stop_phase_runs_and_records_the_transition(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] in ("completed", "stopped_early")
     assert "phase_step" in summary and "best_checkpoint" in summary
+
+
+def test_evaluation_after_training_in_the_same_job(tmp_path):
+    run = tmp_path / "run"
+    train(run, "train.max_steps=4", "eval.after_training=true", "eval.checkpoints=all", "eval.seeds=[0]",
+          "eval.n_samples=1")
+    results = sorted(p.relative_to(run / "eval").as_posix() for p in (run / "eval").glob("*/toy.json"))
+    assert results == ["checkpoint-4/toy.json"]
+    result = json.loads((run / "eval" / "checkpoint-4" / "toy.json").read_text())
+    assert result["benchmark"] == "toy" and 0 <= result["pass@1"] <= 1 and result["step"] == 4
+
+    import analysis
+
+    row = analysis.collect(run).iloc[0]
+    assert row["eval/toy"] == result["pass@1"]

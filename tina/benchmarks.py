@@ -218,7 +218,7 @@ def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 2
 
     if path is not None:
         p = Path(path)
-        files = (sorted(p.glob("*.parquet")) + sorted(p.glob("*.jsonl")) + sorted(p.glob("*.json"))) if p.is_dir() else [p]
+        files = [f for ext in ("parquet", "jsonl", "json") for f in sorted(p.glob(f"*.{ext}"))] if p.is_dir() else [p]
         if not files or not all(f.is_file() for f in files):
             raise ConfigError(f"{key}: no JSONL or Parquet file at {path}")
         kind = "parquet" if files[0].suffix == ".parquet" else "json"

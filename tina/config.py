@@ -22,6 +22,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tina.evaluate.config import EvalConfig
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -293,10 +295,14 @@ class TinaConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    # Evaluation in the same job after training (eval.after_training); tina/evaluate/config.py.
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def check(self) -> None:
         for section in (self.lora, self.optim, self.algorithm, self.reward, self.train):
             section.check()
+        if self.eval.after_training:
+            self.eval.check()
         completions = self.train.prompts_per_step * self.algorithm.num_generations
         per_device = self.compute.per_device_batch or completions // self.compute.num_processes
         micro = per_device * self.compute.num_processes
@@ -344,20 +350,21 @@ def register() -> None:
     ConfigStore.instance().store(name="tina_schema", node=TinaConfig)
 
 
-def validate(cfg: DictConfig) -> TinaConfig:
-    """Check a composed config and return it as typed objects; raise ConfigError on bad input."""
+def validate(cfg: DictConfig) -> Any:
+    """Check a composed config and return it as typed objects (its schema's dataclass, e.g.
+    TinaConfig); raise ConfigError on bad input."""
     try:
-        tc: TinaConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+        obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(str(e)) from None
-    tc.check()
-    return tc
+    obj.check()
+    return obj
 
 
 register()
 
 
-def check_override_keys(overrides: list[str]) -> None:
+def check_override_keys(overrides: list[str], schema: type = None) -> None:
     """Refuse `lora.rnk=3` naming the allowed keys; Hydra's own message names only the bad one."""
     import dataclasses
     import difflib
@@ -367,7 +374,7 @@ def check_override_keys(overrides: list[str]) -> None:
         key = override.split("=", 1)[0].lstrip("+~")
         if "=" not in override or key.startswith("hydra") or "/" in key or "." not in key:
             continue  # group choices (dataset=toy) and Hydra's own keys: Hydra lists their options
-        node: Any = TinaConfig
+        node: Any = schema or TinaConfig
         parts = key.split(".")
         depth = 0
         while depth < len(parts) and dataclasses.is_dataclass(node):

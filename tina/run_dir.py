@@ -26,7 +26,7 @@ CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 
 # Keys that may change between a run and its resumption: where to stop, how to log.
-RESUMABLE_CHANGES = ("train.stop_at_step", "train.early_stop", "train.early_stop_patience", "wandb")
+RESUMABLE_CHANGES = ("train.stop_at_step", "train.early_stop", "train.early_stop_patience", "wandb", "eval")
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hydra-core", "math-verify")
 

@@ -191,9 +191,30 @@ def train(cfg: DictConfig) -> dict:
             wall_seconds=wall_before + time.time() - started,
         )
         raise
+    if tc.eval.after_training and result.get("status") in ("completed", "stopped_early") and main_process:
+        _evaluate_after(tc, run_dir, summary)
     if stop_cb.signalled is not None:
         stop_cb.chain()
     return result
+
+
+def _evaluate_after(tc: TinaConfig, run_dir: Path, summary: "rd.Summary") -> None:
+    """eval.after_training: evaluate the finished run in the same job. A failure is logged and recorded,
+    not raised: the training result stands, and `python -m tina.evaluate run_dir=...` redoes it."""
+    import gc
+
+    import torch
+
+    from tina.evaluate import evaluate_run
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the GPU backend starts vLLM in a subprocess: leave it the memory
+    try:
+        evaluate_run(run_dir, tc.eval)
+    except Exception as e:
+        log.exception("evaluation after training failed")
+        summary.write(eval_error=f"{type(e).__name__}: {e}")
 
 
 def _check_world_size(tc: TinaConfig) -> None:

@@ -76,7 +76,8 @@ def select(run_dir: Path, mode: str, include_base: bool) -> tuple[list[Target], 
     step = best_checkpoint(phase["step"], saved)
     info = {"mode": "best", "phase_step": phase["step"], "reason": phase["reason"]}
     if step is None:
-        why = "no phase transition" if phase["step"] is None else f"no checkpoint saved at or before step {phase['step']}"
+        why = ("no phase transition" if phase["step"] is None
+               else f"no checkpoint saved at or before step {phase['step']}")
         log.warning("best checkpoint of %s: %s (%s); evaluating the last weights, %s, instead",
                     run_dir, why, phase["reason"], last.name)
         return base + [last], {**info, "fallback": f"{why}: evaluated the last weights"}

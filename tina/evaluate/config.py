@@ -9,9 +9,7 @@ it (`eval.after_training=true` evaluates in the same job, see `tina.evaluate.eva
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
-import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -63,7 +61,8 @@ class VllmConfig:
     def check(self) -> None:
         _require(self.dtype in ("bfloat16", "float16", "float32"), "eval.vllm.dtype",
                  f"must be one of bfloat16, float16, float32, got {self.dtype!r}")
-        _require(self.max_model_length > 0, "eval.vllm.max_model_length", f"must be positive, got {self.max_model_length}")
+        _require(self.max_model_length > 0, "eval.vllm.max_model_length",
+                 f"must be positive, got {self.max_model_length}")
         _require(0 < self.gpu_memory_utilization <= 1, "eval.vllm.gpu_memory_utilization",
                  f"must be in (0, 1], got {self.gpu_memory_utilization}")
         for key in ("max_num_batched_tokens", "tensor_parallel_size", "data_parallel_size"):
@@ -89,7 +88,7 @@ class EvalConfig:
     toy_size: int = 200  # the toy held-out split: size and problem seed (as dataset=toy's eval_size, seed)
     toy_seed: int = 0
     batch_size: int = 64  # CPU: prompts x samples per generate call
-    threads: Optional[int] = 1  # CPU: torch threads while generating (null: torch's default; conf/eval/cpu.yaml says why 1)
+    threads: Optional[int] = 1  # CPU: torch threads while generating (null: torch's default; cpu.yaml: why 1)
     # GPU: the python of an environment with lighteval[vllm]==0.13 (it cannot share tina's, STACK.md)
     lighteval_python: Optional[str] = None
     lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval vllm`
@@ -111,7 +110,8 @@ class EvalConfig:
         _require(len(set(names)) == len(names), "eval.benchmarks", f"lists a benchmark twice: {self.benchmarks}")
         self.benchmarks = names
         for name in self.data_path:
-            _require(name in bm.BENCHMARKS, f"eval.data_path.{name}", f"unknown benchmark; allowed: {sorted(bm.BENCHMARKS)}")
+            _require(name in bm.BENCHMARKS, f"eval.data_path.{name}",
+                     f"unknown benchmark; allowed: {sorted(bm.BENCHMARKS)}")
         _require(self.n_samples >= 1, "eval.n_samples", f"must be >= 1, got {self.n_samples}")
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "eval.seeds",
                  f"must list at least one seed, none twice, got {self.seeds}")
@@ -121,12 +121,15 @@ class EvalConfig:
         _require(self.limit is None or self.limit > 0, "eval.limit", f"must be positive or null, got {self.limit}")
         _require(self.toy_size > 0, "eval.toy_size", f"must be positive, got {self.toy_size}")
         _require(self.batch_size > 0, "eval.batch_size", f"must be positive, got {self.batch_size}")
-        _require(self.threads is None or self.threads > 0, "eval.threads", f"must be positive or null, got {self.threads}")
+        _require(self.threads is None or self.threads > 0, "eval.threads",
+                 f"must be positive or null, got {self.threads}")
         self.vllm.check()
         if self.backend == Backend.gpu:
-            _require(self.lighteval_python is not None and Path(self.lighteval_python).is_file(), "eval.lighteval_python",
-                     f"must be the python of an environment with lighteval[vllm]==0.13.0 (its own venv: it cannot "
-                     f"share tina's), e.g. eval.lighteval_python=/opt/lighteval/bin/python; got {self.lighteval_python!r}")
+            _require(self.lighteval_python is not None and Path(self.lighteval_python).is_file(),
+                     "eval.lighteval_python",
+                     f"must be the python of an environment with lighteval[vllm]==0.13.0 (its own venv: it "
+                     f"cannot share tina's), e.g. eval.lighteval_python=/opt/lighteval/bin/python (or set "
+                     f"TINA_LIGHTEVAL_PYTHON); got {self.lighteval_python!r}")
             _require(self.max_new_tokens <= self.vllm.max_model_length, "eval.max_new_tokens",
                      f"{self.max_new_tokens} exceeds eval.vllm.max_model_length={self.vllm.max_model_length}")
 
@@ -191,31 +194,14 @@ def to_eval_config(cfg: Any) -> EvalConfig:
 
 
 def validate(cfg: DictConfig) -> EvaluateConfig:
-    try:
-        ec: EvaluateConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    except OmegaConfBaseException as e:
-        from tina.config import ConfigError
+    """The composed evaluate config as checked typed objects; ConfigError naming the key otherwise."""
+    from tina.config import validate as validate_schema
 
-        raise ConfigError(str(e)) from None
-    ec.check()
-    return ec
+    return validate_schema(cfg)
 
 
 def check_override_keys(overrides: list[str]) -> None:
     """Refuse `eval.chekpoints=...` naming the keys that exist (Hydra's message names only the bad one)."""
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if "=" not in override or key.startswith("hydra") or "/" in key or "." not in key:
-            continue  # group choices (eval=gpu) and Hydra's own keys: Hydra lists their options
-        node: Any = EvaluateConfig
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            if not dataclasses.is_dataclass(node):
-                break
-            fields = [f.name for f in dataclasses.fields(node)]
-            if part not in fields:
-                where = ".".join(parts[:depth]) or "the config"
-                close = difflib.get_close_matches(part, fields, n=1)
-                hint = f" (did you mean {'.'.join(parts[:depth] + close)}?)" if close else ""
-                _require(False, key, f"unknown key{hint}; {where} has: {', '.join(fields)}")
-            node = typing.get_type_hints(node)[part]
+    from tina.config import check_override_keys as check_keys
+
+    check_keys(overrides, EvaluateConfig)

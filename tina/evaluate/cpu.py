@@ -8,13 +8,10 @@ no system prompt) rather than the trainer's, so CPU and GPU numbers mean the sam
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
 import torch
-
-log = logging.getLogger("tina.evaluate")
 
 
 def load_model(base: str, adapter: Optional[Path], *, dtype: str = "float32"):
@@ -54,7 +51,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, n: int, seed:
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         for start in range(0, len(texts), per_call):
-            enc = tokenizer(texts[start : start + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = texts[start : start + per_call]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
             ids = model.generate(
                 **enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,  # top_k=0: as vLLM/TRL sample
                 max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos,

@@ -161,7 +161,8 @@ def evaluate(workdir: Path, model: str, ec, groups: dict[Optional[str], list[tup
             wall += time.time() - started
             if proc.returncode != 0:
                 tail = (run_dir / "lighteval.log").read_text()[-3000:]
-                raise RuntimeError(f"lighteval failed (exit {proc.returncode}); log {run_dir / 'lighteval.log'}:\n{tail}")
+                log_path = run_dir / "lighteval.log"
+                raise RuntimeError(f"lighteval failed (exit {proc.returncode}); log {log_path}:\n{tail}")
             for name, scores in parse(run_dir, names, ec.n_samples).items():
                 bench = next(b for b, _ in members if b.lighteval_task == name)
                 runs[bench.name].extend(scores)

@@ -79,7 +79,8 @@ def per_sample_metric(n: int, metric: str) -> SampleLevelMetricGrouping:
 
 
 def prompt(line: dict, task_name: str = None) -> Doc:
-    return Doc(task_name=task_name, query=line["query"], choices=list(line["choices"]), gold_index=int(line["gold_index"]))
+    return Doc(task_name=task_name, query=line["query"], choices=list(line["choices"]),
+               gold_index=int(line["gold_index"]))
 
 
 def tasks(spec: dict) -> list:

@@ -24,6 +24,7 @@ from tina.evaluate.config import Backend, ChatTemplate, EvalConfig, EvaluateConf
 
 log = logging.getLogger("tina.evaluate")
 
+
 def evaluate_run(run_dir: str | Path, eval_cfg: Any = None) -> list[dict]:
     """Evaluate a training run's checkpoints as `eval_cfg` (EvalConfig, DictConfig, dict or None) says."""
     ec = EvaluateConfig(run_dir=str(run_dir), base_model=None, output_dir=str(run_dir), eval=to_eval_config(eval_cfg))
@@ -48,11 +49,17 @@ def _source(bench: bm.Benchmark, e: EvalConfig) -> str:
 
 
 def _examples(bench: bm.Benchmark, e: EvalConfig) -> list[dict]:
+    from tina.config import ConfigError
+
+    key = f"eval.data_path.{bench.name}"
     rows = bm.load_rows(bench, path=e.data_path.get(bench.name), toy_size=e.toy_size, toy_seed=e.toy_seed)
     rows = rows[: e.limit] if e.limit else rows
     if not rows:
-        raise ValueError(f"{bench.name}: no rows to evaluate")
-    return [bm.build_example(bench, r) for r in rows]
+        raise ConfigError(f"{key}: no rows to evaluate in {_source(bench, e)}")
+    try:
+        return [bm.build_example(bench, r) for r in rows]
+    except KeyError as e_:  # a local file in another schema than the hub's
+        raise ConfigError(f"{key}: {e_.args[0]}") from None
 
 
 def _settings(bench: bm.Benchmark, e: EvalConfig, *, template: Optional[str], extra: dict) -> dict:
