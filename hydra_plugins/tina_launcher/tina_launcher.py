@@ -15,10 +15,10 @@ from typing import Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-from tina.config import ConfigError, validate
+from tina.config import ConfigError, TinaConfig, validate
 
 GUARD_BAND_MIN = 10  # submitit.core.job_environment: min(0.8 T, T - 10 min) is "guaranteed"
 
@@ -36,6 +36,8 @@ class _Checked:
         try:
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                if OmegaConf.get_type(cfg) is not TinaConfig:
+                    continue  # the presets also serve other Hydra apps: their configs are theirs to check
                 hydra_config.set_config(cfg)  # so ${hydra:...} in the job's config resolves as in the job
                 job_cfg = copy.deepcopy(cfg)
                 with open_dict(job_cfg):
