@@ -303,11 +303,10 @@ class TinaConfig:
             section.check()
         if self.eval.after_training:
             self.eval.check()
-        completions = self.train.prompts_per_step * self.algorithm.num_generations
-        per_device = self.compute.per_device_batch or completions // self.compute.num_processes
-        micro = per_device * self.compute.num_processes
+        completions, per_device = self.completions_per_step, self.per_device_batch
         _require(
-            per_device > 0 and completions % micro == 0 and per_device % self.algorithm.num_generations == 0,
+            per_device > 0 and completions % (per_device * self.compute.num_processes) == 0
+            and per_device % self.algorithm.num_generations == 0,
             "compute.per_device_batch",
             f"{per_device} completions per device x {self.compute.num_processes} processes must divide "
             f"train.prompts_per_step x algorithm.num_generations = {completions} and be a multiple of "
@@ -315,14 +314,16 @@ class TinaConfig:
         )
 
     @property
+    def completions_per_step(self) -> int:
+        return self.train.prompts_per_step * self.algorithm.num_generations
+
+    @property
     def per_device_batch(self) -> int:
-        completions = self.train.prompts_per_step * self.algorithm.num_generations
-        return self.compute.per_device_batch or completions // self.compute.num_processes
+        return self.compute.per_device_batch or self.completions_per_step // self.compute.num_processes
 
     @property
     def gradient_accumulation_steps(self) -> int:
-        completions = self.train.prompts_per_step * self.algorithm.num_generations
-        return completions // (self.per_device_batch * self.compute.num_processes)
+        return self.completions_per_step // (self.per_device_batch * self.compute.num_processes)
 
     @property
     def stop_step(self) -> int | None:
