@@ -13,16 +13,14 @@ Why it is built this way
 * Parsing and phase detection are the other modules' job (``analysis.metrics.read_metrics``,
   ``analysis.phase.detect``/``best_checkpoint``/``saved_steps``, ``analysis.cost``); this module
   only calls them and lays the results out.
-* Speed. A run of 1,000 logged steps costs ~70 ms of CPU: ~14 ms reading metrics.jsonl, ~52 ms
-  phase detection (ruptures' pure-Python Pelt is ~90% of that), ~5 ms the rest; 1,000 such runs
-  ~70 CPU-seconds. Hence (1) the per-run work runs in a process pool (fork; ``workers``,
-  default: usable CPUs, max 16), and (2) each run's row is cached on disk, keyed by the size and
-  mtime of every file it was read from and a hash of the analysis code, so a second ``collect``
-  (the common case: re-running a report while a sweep goes on) recomputes only the runs that
-  changed. Measured by ``benchmarks/bench_analysis.py`` (1,000 runs x 1,000 steps, 800 MB) on 2
-  CPU cores shared with other jobs (load average 4-5, ~1 core free): first collect 112-133 s
-  (~70 CPU-s), cached collect 0.5-0.7 s (1,400-2,000 runs/s). With 16 idle cores the first
-  collect should take ~5 s (70 CPU-s / 16; not measured).
+* Speed. A run of 1,000 logged steps costs ~23 ms of CPU: ~9 ms reading metrics.jsonl, ~10 ms
+  phase detection (mostly ruptures' pure-Python Pelt), ~4 ms the rest; 1,000 such runs ~23
+  CPU-seconds. Hence (1) the per-run work runs in a process pool (fork; ``workers``, default:
+  usable CPUs, max 16), and (2) each run's row is cached on disk, keyed by the size and mtime of
+  every file it was read from and a hash of the analysis code, so a second ``collect`` (the common
+  case: re-running a report while a sweep goes on) recomputes only the runs that changed.
+  Measured by ``benchmarks/bench_analysis.py`` (1,000 runs x 1,000 steps, 800 MB) on 2 CPU
+  cores: first collect 11.7 s, cached collect 0.31 s.
 * Status and dollars are NOT cached: status depends on the clock (``stale``), dollars on the
   price table in use.
 

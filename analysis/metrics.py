@@ -47,6 +47,27 @@ def _step_of(obj) -> int | None:
     return None
 
 
+def _parse(lines: list[tuple[int, str]], path: Path) -> list:
+    """Decode the non-blank (line number, text) pairs; the last may be half-written (silently dropped), others warn.
+
+    One ``json.loads`` of the lines joined as an array is ~2x faster than a call per line, which
+    matters when a report reads a thousand runs; the per-line path runs only when that fails."""
+    for n in (len(lines), len(lines) - 1):  # whole file, then all but a half-written last line
+        try:
+            return json.loads("[" + ",".join(ln for _, ln in lines[:n]) + "]")
+        except json.JSONDecodeError:
+            pass
+    objs = []
+    for k, (number, line) in enumerate(lines):
+        try:
+            objs.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k != len(lines) - 1:
+                warnings.warn(f"{path}:{number}: skipping corrupt metrics line", UserWarning,
+                              stacklevel=3)
+    return objs
+
+
 def read_metrics(path: str | Path) -> pd.DataFrame:
     """Read a run's metrics.jsonl (or a run directory holding one) into a DataFrame sorted by step.
 
@@ -57,32 +78,18 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     if not p.is_file():
         return empty
     text = p.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines()
-    # index of the last non-blank line: the one allowed to be half-written
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     rows = []
-    for i, line in enumerate(lines):
-        s = line.strip()
-        if not s:
-            continue
-        try:
-            obj = json.loads(s)
-        except json.JSONDecodeError:
-            if i != last:
-                warnings.warn(f"{p}:{i + 1}: skipping corrupt metrics line", UserWarning, stacklevel=2)
-            continue
-        if not isinstance(obj, dict):
-            continue
-        step = _step_of(obj)
-        if step is None:
-            continue
-        obj = dict(obj)
-        obj["step"] = step
-        rows.append(obj)
+    for obj in _parse(lines, p):
+        step = _step_of(obj) if isinstance(obj, dict) else None
+        if step is not None:
+            obj["step"] = step
+            rows.append(obj)
     if not rows:
         return empty
     df = pd.DataFrame.from_records(rows)
-    # later lines win key by key (groupby().last() skips NaN, so missing keys keep earlier values)
-    df = df.groupby("step", sort=True).last().reset_index()
+    if not (df["step"].is_monotonic_increasing and df["step"].is_unique):
+        # later lines win key by key (groupby().last() skips NaN: missing keys keep earlier values)
+        df = df.groupby("step", sort=True).last().reset_index()
     df["step"] = df["step"].astype("int64")
     return df

@@ -9,11 +9,13 @@ says there is none, and returns the evidence it used so a human can check it.
 How, and WHY built this way
 ---------------------------
 1. Smoothing by binning. The series (one value per logged step) is cut into non-overlapping bins of
-   ``smooth`` consecutive points (default: as many as needed to leave at most ``max_points`` = 200
+   ``smooth`` consecutive points (default: as many as needed to leave at most ``max_points`` = 100
    bins, so 1 for short runs) and each bin is replaced by its mean. Non-overlapping means keep the
    noise of neighbouring points independent, which the penalty below relies on (a rolling mean
    would correlate them and make every wiggle look significant), and they bound the cost of the
-   change-point search on 5000-step runs. The same window, as a centred rolling mean, gives the
+   change-point search, which grows with the square of the bins: 100 bins find the same
+   transitions on the synthetic set as 200 (the refinement in 4 works on the raw points) in half
+   the time, and 80 lose some. The same window, as a centred rolling mean, gives the
    "smoothed" series whose peak/trough is reported.
 2. Noise estimate. sigma = 1.4826 * MAD(first differences) / sqrt(2): a robust per-point noise SD
    that trends, level shifts and the odd outlier barely move. It is computed on the raw series
@@ -62,7 +64,7 @@ How, and WHY built this way
    is None.
 
 Measured accuracy (tests/test_phase.py, 50 synthetic runs of 300-2000 steps with realistic noise):
-86% of transitions within +-2% of the run length, 94% within +-5%, 2 missed (noisiest short runs);
+86% of transitions within +-2% of the run length, 96% within +-5%, 1 missed (a noisy short run);
 no false transition on flat, rising-then-plateau or LIMR-like curves. The figures are stated and
 checked there.
 """
@@ -92,7 +94,7 @@ FORMAT_KEY = "rewards/format_reward/mean"
 LENGTH_KEY = "completions/mean_length"
 
 DEFAULTS = {
-    "max_points": 200,   # bins at most; sets the default smoothing window
+    "max_points": 100,   # bins at most; sets the default smoothing window (more: slower, no more accurate)
     "smooth": None,      # bin width in logged points (None: ceil(n / max_points))
     "min_segment": None,  # minimum piece length in bins (None: max(3, 4% of the bins))
     "pen_scale": 3.0,    # penalty = pen_scale * bin_sigma^2 * ln(n_bins)  (3 = BIC)
@@ -115,7 +117,9 @@ class _PiecewiseLinearCost(BaseCost):
         s = np.asarray(signal, dtype=float)
         self.signal = s  # ruptures' estimators read cost.signal.shape
         y, x = s[:, 0], s[:, 1]
-        z = lambda a: np.concatenate([[0.0], np.cumsum(a)])  # noqa: E731
+        # Python lists: Pelt calls error() thousands of times per series, and indexing a list
+        # with an int is ~10x faster than indexing a numpy array (no scalar boxing)
+        z = lambda a: np.concatenate([[0.0], np.cumsum(a)]).tolist()  # noqa: E731
         self._n, self._x, self._y = z(np.ones_like(x)), z(x), z(y)
         self._xx, self._yy, self._xy = z(x * x), z(y * y), z(x * y)
         return self
@@ -131,7 +135,7 @@ class _PiecewiseLinearCost(BaseCost):
     def error(self, start, end):
         n, _, _, sxx, syy, sxy = self.stats(start, end)
         rss = syy - sxy * sxy / sxx if sxx > 1e-12 else syy
-        return max(float(rss), 0.0)
+        return max(rss, 0.0)
 
 
 def _robust_sigma(y: np.ndarray) -> float:
@@ -243,12 +247,12 @@ def _analyse(x, y, kind: str, p: dict) -> dict:
     """Change points and turns of one metric. kind: "peak" (format) or "trough" (length)."""
     n = len(x)
     width = int(p["smooth"]) if p["smooth"] else max(1, math.ceil(n / p["max_points"]))
-    groups = np.array_split(np.arange(n), math.ceil(n / width))
-    xb = np.array([x[g].mean() for g in groups])
-    yb = np.array([y[g].mean() for g in groups])
-    first = np.array([x[g[0]] for g in groups])
-    last = np.array([x[g[-1]] for g in groups])
-    nb = len(groups)
+    starts = np.array([g[0] for g in np.array_split(np.arange(n), math.ceil(n / width))])
+    sizes = np.diff(np.append(starts, n))
+    xb = np.add.reduceat(x, starts) / sizes
+    yb = np.add.reduceat(y, starts) / sizes
+    first, last = x[starts], x[starts + sizes - 1]
+    nb = len(starts)
     noise = _robust_sigma(y)
     bin_sigma = _robust_sigma(yb) if nb > 3 else noise / math.sqrt(width)
     scale = max(float(np.max(np.abs(y))), 1.0)

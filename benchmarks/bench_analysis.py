@@ -12,19 +12,17 @@ preempted, 1% empty, 1% without config.yaml.
 It times, each on its own: collect with an empty cache (process pool), collect again (cache
 warm), ``--serial``: collect with an empty cache and one process; then the report (warm cache).
 
-MEASURED (1,000 runs x 1,000 steps, 802 MB of metrics; 2 CPU cores shared with other jobs at a
-load average of 4-5, so the pool of 2 found ~1 free core; two runs of this script):
+MEASURED (1,000 runs x 1,000 steps, 802 MB of metrics; 2 CPU cores, load 0.3):
 
-    collect, no cache, 1 process       112-133 s wall    8-9 runs/s   70.5 CPU-s (70 ms/run)
-    collect, cold cache, pool of 2     117-123 s wall    8-9 runs/s   71-72 CPU-s
-    collect, warm cache                0.5-0.7 s wall   1400-2000 runs/s   0.3 CPU-s
-    report (warm cache, --paper)       10-20 s wall     6-7 CPU-s (60 runs' curves, 6 figures;
-                                                        4.3 MB self-contained HTML)
+    collect, no cache, 1 process       23.2 s wall     43 runs/s   23.1 CPU-s (23 ms/run)
+    collect, cold cache, pool of 2     11.7 s wall     85 runs/s   22.7 CPU-s
+    collect, warm cache                0.31 s wall   3200 runs/s    0.3 CPU-s
+    report (warm cache, --paper)       5.8 s wall      5.7 CPU-s (60 runs' curves, 6 figures;
+                                                       4.2 MB self-contained HTML)
 
-The CPU cost is the load-independent figure: 70 ms per 1,000-step run, of which phase detection
-(ruptures' pure-Python Pelt) is ~52 ms and reading metrics.jsonl ~14 ms. The pool divides the
-wall time by the free cores (~5 s on 16 idle cores, not measured); the cache makes every later
-collect sub-second.
+The CPU cost is the load-independent figure: 23 ms per 1,000-step run, of which phase detection
+(ruptures' pure-Python Pelt) is ~10 ms and decoding metrics.jsonl ~6 ms. The pool divides the
+wall time by the free cores; the cache makes every later collect sub-second.
 """
 
 from __future__ import annotations
