@@ -48,7 +48,8 @@ def _step_of(obj) -> int | None:
 
 
 def _parse(lines: list[tuple[int, str]], path: Path) -> list:
-    """Decode the non-blank (line number, text) pairs; the last may be half-written (silently dropped), others warn.
+    """Decode the non-blank (line number, text) pairs: a corrupt line warns, except the last, which
+    may be half-written while a run writes and is dropped silently.
 
     One ``json.loads`` of the lines joined as an array is ~2x faster than a call per line, which
     matters when a report reads a thousand runs; the per-line path runs only when that fails."""

@@ -282,7 +282,7 @@ def _analyse(x, y, kind: str, p: dict) -> dict:
 
     # x in bin units keeps the cumulative sums well conditioned
     xs = (xb - xb[0]) / max(xb[-1] - xb[0], 1e-12) * (nb - 1)
-    cost = _PiecewiseLinearCost().fit(np.column_stack([yb, xs]))
+    cost = _PiecewiseLinearCost()  # Pelt.fit fits it; its stats() then describe the segments
     pen = p["pen_scale"] * bin_sigma**2 * math.log(nb)
     bkps = rpt.Pelt(custom_cost=cost, min_size=min_seg, jump=1).fit(
         np.column_stack([yb, xs])).predict(pen=pen)
