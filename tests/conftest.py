@@ -33,3 +33,25 @@ def cluster():
     up = sh("bash", str(SCRIPT), "up", timeout=900)
     assert up.returncode == 0, f"scripts/slurm-local.sh up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     return up.stdout.strip().splitlines()[-1]
+
+
+LIGHTEVAL_SCRIPT = ROOT / "scripts" / "lighteval-env.sh"
+
+
+@pytest.fixture(scope="session")
+def lighteval_python() -> str:
+    """scripts/lighteval-env.sh: lighteval's own venv, installed on first use (~4-5 min), then ~0.1 s.
+
+    TINA_LIGHTEVAL_PYTHON names an environment made some other way. Without a way to provision
+    (no python3.11, no registry) the tests skip, except in CI, where they must run.
+    """
+    given = os.environ.get("TINA_LIGHTEVAL_PYTHON")
+    if given:
+        return given
+    out = sh("bash", str(LIGHTEVAL_SCRIPT), timeout=1800)
+    if out.returncode != 0:
+        reason = f"scripts/lighteval-env.sh failed:\n{out.stderr[-3000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the lighteval tests: {reason}")
+        pytest.skip(reason)
+    return out.stdout.strip().splitlines()[-1]

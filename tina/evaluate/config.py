@@ -32,8 +32,13 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 
 class Backend(str, Enum):
-    cpu = "cpu"  # transformers generate + tina.rewards, in this process
-    gpu = "gpu"  # lighteval + vLLM, in lighteval's own environment (a subprocess)
+    transformers = "transformers"  # tina's own: HF generate + tina.benchmarks.score in this process (no lighteval)
+    accelerate = "accelerate"  # lighteval's transformers backend in its own environment: CPU, or GPUs without vLLM
+    vllm = "vllm"  # lighteval + vLLM in its own environment (GPU only): the paper's evaluation
+
+    @property
+    def lighteval(self) -> bool:
+        return self != Backend.transformers
 
 
 class Selection(str, Enum):
@@ -70,8 +75,22 @@ class VllmConfig:
 
 
 @dataclass
+class AccelerateConfig:
+    """lighteval's TransformersModelConfig settings (backend accelerate only)."""
+
+    dtype: str = "float32"  # CPUs here have no fast bfloat16
+    device: str = "auto"  # auto: cuda where torch sees a GPU, else cpu
+
+    def check(self) -> None:
+        _require(self.dtype in ("bfloat16", "float16", "float32"), "eval.accelerate.dtype",
+                 f"must be one of bfloat16, float16, float32, got {self.dtype!r}")
+        _require(self.device in ("auto", "cpu", "cuda"), "eval.accelerate.device",
+                 f"must be one of auto, cpu, cuda, got {self.device!r}")
+
+
+@dataclass
 class EvalConfig:
-    backend: Backend = Backend.cpu
+    backend: Backend = Backend.transformers
     checkpoints: Selection = Selection.last
     include_base: bool = False  # also evaluate the run's base model (results under eval/base/)
     benchmarks: list[str] = field(default_factory=lambda: ["toy"])
@@ -87,15 +106,17 @@ class EvalConfig:
     data_path: dict[str, Optional[str]] = field(default_factory=lambda: {name: None for name in bm.BENCHMARKS})
     toy_size: int = 200  # the toy held-out split: size and problem seed (as dataset=toy's eval_size, seed)
     toy_seed: int = 0
-    batch_size: int = 64  # CPU: prompts x samples per generate call
-    threads: Optional[int] = 1  # CPU: torch threads while generating (null: torch's default; cpu.yaml: why 1)
-    # GPU: the python of an environment with lighteval[vllm]==0.13 (it cannot share tina's, STACK.md)
+    batch_size: int = 64  # transformers and accelerate: prompts x samples per generate call
+    threads: Optional[int] = 1  # transformers: torch threads while generating (null: torch's default; cpu.yaml: why 1)
+    # accelerate, vllm: the python of lighteval 0.13's own environment (it cannot share tina's, STACK.md):
+    # the last line of scripts/lighteval-env.sh (accelerate) or scripts/lighteval-env.sh --gpu (vllm)
     lighteval_python: Optional[str] = None
-    lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval vllm`
+    lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval accelerate|vllm`
     # lighteval 0.13 strips <think>...</think> before matching by default; the paper's lighteval did not.
     remove_reasoning_tags: bool = False
-    keep_merged: bool = False  # keep RUN/eval/<ckpt>/merged (the LoRA merged into the base) after the GPU run
+    keep_merged: bool = False  # keep RUN/eval/<ckpt>/merged (the weights lighteval loaded) after the run
     vllm: VllmConfig = field(default_factory=VllmConfig)
+    accelerate: AccelerateConfig = field(default_factory=AccelerateConfig)
     overwrite: bool = False  # re-evaluate even where a results file with the same settings exists
     after_training: bool = False  # read by tina.train: evaluate the run when training completes
 
@@ -124,12 +145,15 @@ class EvalConfig:
         _require(self.threads is None or self.threads > 0, "eval.threads",
                  f"must be positive or null, got {self.threads}")
         self.vllm.check()
-        if self.backend == Backend.gpu:
+        self.accelerate.check()
+        if self.backend.lighteval:
+            script = "scripts/lighteval-env.sh" + (" --gpu" if self.backend == Backend.vllm else "")
             _require(self.lighteval_python is not None and Path(self.lighteval_python).is_file(),
                      "eval.lighteval_python",
-                     f"must be the python of an environment with lighteval[vllm]==0.13.0 (its own venv: it "
-                     f"cannot share tina's), e.g. eval.lighteval_python=/opt/lighteval/bin/python (or set "
-                     f"TINA_LIGHTEVAL_PYTHON); got {self.lighteval_python!r}")
+                     f"backend {self.backend.value} needs the python of lighteval 0.13's own environment (it "
+                     f"cannot share tina's): run `{script}` and pass its last line as eval.lighteval_python= "
+                     f"(or set TINA_LIGHTEVAL_PYTHON); got {self.lighteval_python!r}")
+        if self.backend == Backend.vllm:
             _require(self.max_new_tokens <= self.vllm.max_model_length, "eval.max_new_tokens",
                      f"{self.max_new_tokens} exceeds eval.vllm.max_model_length={self.vllm.max_model_length}")
 

@@ -1,6 +1,7 @@
-"""CPU backend: transformers generation and tina's own scorer, in this process.
+"""The `transformers` backend: HF generation and tina's own scorer, in this process.
 
-For the embedded tiny model and the toy task (and any benchmark from a local file): n sampled
+No lighteval environment and no subprocess, so it is the quick one for the embedded tiny model and
+the toy task (and any benchmark from a local file), and what eval.after_training uses by default: n sampled
 completions per problem for each seed, scored by `tina.benchmarks.score` (the training accuracy
 reward for maths). Sampling follows the paper's evaluation (temperature, top_p, chat template,
 no system prompt) rather than the trainer's, so CPU and GPU numbers mean the same thing.
