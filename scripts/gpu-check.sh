@@ -77,9 +77,10 @@ train() {
   "$PY" - "$WORK/run" <<'EOF'
 import json, sys
 from pathlib import Path
+from tina import run_dir as rd
 run = Path(sys.argv[1])
-summary = json.loads((run / "summary.json").read_text())
-steps = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+summary = rd.read_summary(run)
+steps = [json.loads(l) for l in (run / rd.METRICS).read_text().splitlines()]
 assert summary["status"] == "completed", summary.get("error")
 print(f"{summary['steps']} steps, {summary['wall_seconds']:.0f} s, step_time {[round(s.get('step_time', 0), 1) for s in steps]}, "
       f"reward {[round(s.get('reward', 0), 3) for s in steps]}, device {summary['device']}")

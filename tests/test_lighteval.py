@@ -22,8 +22,10 @@ import yaml
 
 from tests.test_evaluate import FIXTURES, TINY, make_run, needs_tiny
 from tina import benchmarks as bm
+from tina import run_dir as rd
 from tina.evaluate import evaluate_model, evaluate_run
 from tina.evaluate import lighteval_run as lr
+from tina.evaluate.results import EVAL_DIR
 
 pytestmark = [needs_tiny, pytest.mark.slow]
 DATA = {name: str(FIXTURES / "benchmarks" / f"{name}.jsonl") for name in bm.PAPER_BENCHMARKS}
@@ -38,7 +40,7 @@ def config(python: str, **overrides) -> dict:
 
 def run_details(root: Path, target: str, name: str, seed: int = 0) -> list[dict]:
     bench = bm.get(name)
-    out = root / "eval" / target / "lighteval" / lr.system_key(bm.system_prompt(bench)) / f"seed-{seed}"
+    out = root / EVAL_DIR / target / "lighteval" / lr.system_key(bm.system_prompt(bench)) / f"seed-{seed}"
     return lr.details(out, bench.lighteval_task, n_samples=2)
 
 
@@ -99,11 +101,11 @@ def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weight
     base = tmp_path / "base-model"
     shutil.copytree(TINY, base)
     run = make_run(tmp_path, steps=(2,), final_step=3)  # two LoRA adapters with different weights
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": str(base), "chat_template": None}}))
+    (run / rd.CONFIG).write_text(yaml.safe_dump({"model": {"name_or_path": str(base), "chat_template": None}}))
     home = tmp_path / "home"  # lighteval's default cache is ~/.cache/huggingface/lighteval
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    weights = {d: _tree(d) for d in (base, run / "checkpoints" / "checkpoint-2", run / "adapter")}
+    weights = {d: _tree(d) for d in (base, run / rd.CHECKPOINTS / "checkpoint-2", run / rd.ADAPTER)}
 
     records = evaluate_run(run, config(lighteval_python, checkpoints="all"))
     assert [r["checkpoint"] for r in records] == ["checkpoint-2", "adapter"]
@@ -121,7 +123,7 @@ def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weight
     assert {d: _tree(d) for d in weights} == weights  # not a byte, link or directory added inside
     assert not (home / ".cache" / "huggingface" / "lighteval").exists()
     for target in ("checkpoint-2", "adapter"):
-        work = run / "eval" / target / "lighteval"
+        work = run / EVAL_DIR / target / "lighteval"
         assert not (work / lr.MODEL).exists() and not list(work.rglob("cache"))  # evaluated copies, caches: gone
 
 

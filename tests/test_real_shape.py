@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.real_shape import SHAPE_1_5B
+from tina import run_dir as rd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,11 +63,11 @@ def test_one_grpo_step_at_the_real_shape_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-5000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    summary = json.loads((run / "summary.json").read_text())
+    summary = rd.read_summary(run)
     assert summary["status"] == "completed" and summary["steps"] == 1
     assert summary["trainable_params"] == LORA_PARAMS == 36_929_536
     assert summary["num_params"] - summary["trainable_params"] == BASE_PARAMS == 1_777_088_000
-    (step,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (step,) = [json.loads(line) for line in (run / rd.METRICS).read_text().splitlines()]
     assert step["step"] == 1 and "kl" in step and step["completions/max_length"] <= 4
     config = json.loads((model / "config.json").read_text())
     assert config["tie_word_embeddings"] is False and config["num_key_value_heads"] == 2

@@ -1,10 +1,11 @@
-"""The evaluation benchmarks, defined once for both backends (CPU transformers, GPU lighteval + vLLM).
+"""The evaluation benchmarks, defined once for every backend (in-process transformers, lighteval on
+accelerate or vLLM).
 
 Each benchmark says where its rows live (hub id, config, split), which field holds the problem,
-how the gold answer is built from a row, the prompt, and how an answer is matched. Both backends
-turn rows into the same examples through `build_example`; the GPU backend writes those examples to
-JSONL and lighteval reads them through a generic task file (tina/evaluate/lighteval_tasks.py), so
-the prompt and gold can never differ between a CPU and a GPU number.
+how the gold answer is built from a row, the prompt, and how an answer is matched. Every backend
+turns rows into the same examples through `build_example`; the lighteval backends write those
+examples to JSONL and lighteval reads them through a generic task file
+(tina/evaluate/lighteval_tasks.py), so the prompt and gold can never differ between backends.
 
 Prompts and golds follow the paper's lighteval tasks (open-r1's `evaluate.py` as Open-RS forked it):
 the simple-evals maths prompt asking for a final `\\boxed{}` answer, golds from `answer` (AIME, AMC)
