@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import LIGHTEVAL_SCRIPT
 from tests.test_evaluate import FIXTURES, TINY, make_run, needs_tiny
 from tina import benchmarks as bm
 from tina import run_dir as rd
@@ -27,7 +28,6 @@ from tina.evaluate import evaluate_model, evaluate_run
 from tina.evaluate import lighteval_run as lr
 from tina.evaluate.results import EVAL_DIR
 
-pytestmark = [needs_tiny, pytest.mark.slow]
 DATA = {name: str(FIXTURES / "benchmarks" / f"{name}.jsonl") for name in bm.PAPER_BENCHMARKS}
 TOY_SIZE = 4
 
@@ -63,6 +63,8 @@ def _tree(path: Path) -> dict[str, str]:
     return out
 
 
+@needs_tiny
+@pytest.mark.slow
 def test_every_benchmark_through_lighteval_agrees_with_tinas_checker(tmp_path, lighteval_python):
     names = list(bm.PAPER_BENCHMARKS) + ["toy"]
     before = _tree(TINY)
@@ -96,6 +98,8 @@ def test_every_benchmark_through_lighteval_agrees_with_tinas_checker(tmp_path, l
           f"lighteval and tina's checker agree on {agree}/{total} samples ({correct:.0f} correct)")
 
 
+@needs_tiny
+@pytest.mark.slow
 def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weights(tmp_path, lighteval_python,
                                                                                   monkeypatch):
     base = tmp_path / "base-model"
@@ -127,6 +131,7 @@ def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weight
         assert not (work / lr.MODEL).exists() and not list(work.rglob("cache"))  # evaluated copies, caches: gone
 
 
+@pytest.mark.slow
 def test_lighteval_loads_our_tasks_and_scores_each_sample(tmp_path, lighteval_python):
     """The task file registers, reads the rows, and scores hand-written completions per sample."""
     toy = [bm.build_example(bm.get("toy"), r) for r in bm.load_rows(bm.get("toy"), toy_size=2)]
@@ -166,3 +171,11 @@ print(json.dumps(out))
     assert got["tina_gpqa_diamond|0"][2] == {"sample_0": 1.0, "sample_1": 0.0, "sample_2": 1.0}
 
 
+
+
+def test_provisioning_fails_in_seconds_naming_what_is_missing(tmp_path):
+    env = {**os.environ, "TINA_LIGHTEVAL_VENV": str(tmp_path / "venv"), "TINA_LIGHTEVAL_BASE_PYTHON": "python3.99"}
+    proc = subprocess.run(["bash", str(LIGHTEVAL_SCRIPT)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0 and "python3.99 not found" in proc.stderr and not proc.stdout
+    proc = subprocess.run(["bash", str(LIGHTEVAL_SCRIPT), "--cuda"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "allowed: (none) | --gpu | --lock" in proc.stderr

@@ -15,7 +15,9 @@ adapter's directory. lighteval's sample cache is keyed by `model_name` and a has
 the weights, and lands inside the model directory when model_name is an absolute path: so each
 lighteval run gets `model_name=model` (relative, run from the target's directory) and a cache
 directory of its own that is deleted before and after, and no result can come from another
-checkpoint's or config's cache.
+checkpoint's or config's cache. (Today the task half of lighteval's key happens to differ between
+processes for this task file, because it hashes the repr of our metric object, address included;
+the isolation does not rely on that.)
 
 Then one lighteval run per seed and system prompt (the toy task keeps its training prompt; the
 paper's benchmarks have none, and lighteval takes the system prompt per model, not per task).
