@@ -38,7 +38,10 @@ def _row(r, label: str, scores: pd.DataFrame) -> dict:
     final = scores.iloc[-1]
     t = r.get("transition_step")
     per_epoch = r["steps"] / r["epochs"] if not isnan(r.get("epochs")) and r.get("epochs") else None
-    out = {"run": label, "checkpoints": len(scores), "best ckpt": int(best["step"]),
+    saved = r.get("saved_steps")
+    saved = len(saved) if isinstance(saved, list) and saved else None
+    out = {"run": label, "evaluated": f"{len(scores)}/{saved}" if saved else str(len(scores)),
+           "best ckpt": int(best["step"]),
            "best %": f"{100 * best['acc']:.1f}", "transition": DASH if isnan(t) else int(t)}
     if isnan(t):
         out.update({"best − transition": DASH, "(% epoch)": DASH, "at or before": DASH})
@@ -66,9 +69,12 @@ def _figure(r, label: str, ev: pd.DataFrame, scores: pd.DataFrame, curves: pd.Da
         color = plt.get_cmap("tab10")(k % 10)
         ax[0].plot(x, y, "o-", color=color, lw=1.6, ms=4, label=bench, clip_on=False)
         ax[0].fill_between(x, y - sd, y + sd, color=color, alpha=0.2, lw=0)
+    if ev["benchmark"].nunique() > 1:  # the best checkpoint is chosen on this mean
+        ax[0].plot(scores["step"], 100 * scores["acc"], ":", color="black", lw=1.2,
+                   label="mean over benchmarks")
     best = scores.loc[scores["acc"].idxmax()]
     ax[0].plot([best["step"]], [100 * best["acc"]], "*", color="black", ms=13, zorder=5,
-               label="best checkpoint (mean over benchmarks)", clip_on=False)
+               label="best checkpoint (highest mean)", clip_on=False)
     within(ax[0], [*(100 * ev["pass@1"]), *(100 * ev["pass@1"] + 100 * ev["pass@1_seed_std"].fillna(0)),
                    *(100 * ev["pass@1"] - 100 * ev["pass@1_seed_std"].fillna(0))], 0, 100, pad=0.25)
     ax[0].set_title("benchmark pass@1 (%) by checkpoint", fontsize=11)
@@ -133,12 +139,13 @@ def section(df: pd.DataFrame, labels: dict, evals: pd.DataFrame, curves: pd.Data
     lost = [float(x["lost by final (pts)"]) for x in rows]
     summary += f" Accuracy lost by the final checkpoint: {num(float(np.mean(lost)))} points on average."
     blocks += [Para(summary),
-               Table(pd.DataFrame(rows), caption="Best checkpoint: highest pass@1 averaged over the "
-                     "benchmarks evaluated (earliest of ties). best − transition < 0: before it. "
+               Table(pd.DataFrame(rows), caption="Evaluated: checkpoints evaluated / saved. Best "
+                     "checkpoint: highest pass@1 averaged over the benchmarks evaluated (earliest of "
+                     "ties). best − transition < 0: before it. "
                      "% epoch: that distance as a share of one epoch. Accuracies in %.")]
-    for r, ev, scores in eligible[:MAX_PANELS]:
+    for i, (r, ev, scores) in enumerate(eligible[:MAX_PANELS]):
         data, caption = _figure(r, labels[r["run"]], ev, scores, curves)
-        blocks.append(Image(f"early_stop_{len(blocks)}.png", data, f"checkpoints of {labels[r['run']]}",
+        blocks.append(Image(f"early_stop_{i + 1}.png", data, f"checkpoints of {labels[r['run']]}",
                             caption))
     if len(eligible) > MAX_PANELS:
         blocks.append(Para(f"Figures shown for the first {MAX_PANELS} of {len(eligible)} runs."))

@@ -171,6 +171,7 @@ def test_early_stopping_section(tmp_path):
     section = md[md.index("## Best checkpoint and the phase transition"):]
     assert "The best checkpoint sits at or before the detected transition in 1 of 2 runs" in section
     rows_ = {r["run"]: r for r in table_after(section, "Best checkpoint:")}
+    assert rows_["seed=100"]["evaluated"] == "6/6"
     r = rows_["seed=100"]
     assert r["best ckpt"] == "100" and r["transition"] == str(t) and r["at or before"] == "yes"
     assert r["best − transition"] == f"{100 - t:+d}"
@@ -234,7 +235,8 @@ def test_real_sweep_collect_and_report(sweep, tmp_path):
     assert "No transition was detected in 1 run" in section and "only 6 usable points" in section
     best = max(by_step, key=lambda s: (by_step[s], -s))
     r = table_after(section, "Best checkpoint:")[0]
-    assert r["best ckpt"] == str(best) and r["transition"] == "—" and r["final ckpt"] == "6"
+    assert r["evaluated"] == "2/2" and r["best ckpt"] == str(best) and r["final ckpt"] == "6"
+    assert r["transition"] == "—"
     assert r["lost by final (pts)"] == f"{100 * (by_step[best] - by_step[6]):.1f}"
     assert "no transition detected: neither" in section
     assert "Not in this section (1): lora.rank=8 (never evaluated)" in section
