@@ -113,8 +113,11 @@ def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0,
     fc, fa = cost[front], acc[front]
     ax.step(fc, fa, where="post", color="black", lw=1.2, label="Pareto frontier")
     ax.scatter(fc, fa, s=40, facecolors="none", edgecolors="black", clip_on=False)
+    at: dict[tuple, list[str]] = {}  # runs at the same point share one label, not two on top
     for i in (range(len(cost)) if len(cost) <= 12 else front[:15]):
-        ax.annotate(labels[i], (cost[i], acc[i]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        at.setdefault((cost[i], acc[i]), []).append(labels[i])
+    for xy, names in at.items():
+        ax.annotate(" / ".join(names), xy, fontsize=8, xytext=(4, 4), textcoords="offset points")
     pos = cost[cost > 0]
     if len(pos) and pos.max() / pos.min() > 20:
         from matplotlib.ticker import FuncFormatter, NullFormatter
