@@ -13,14 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
+from analysis import cost, evals, metrics, phase, row
 from tina import run_dir as rd
+from tina.evaluate import results
 from tina.evaluate.results import EVAL_DIR
 
 # the modules whose code decides a row's content: a change to any of them invalidates every row
-_SOURCES = ("row.py", "evals.py", "phase.py", "metrics.py", "cost.py")
+# (the phase detector by where it is defined, wherever analysis.phase re-exports it from)
+_SOURCES = (row, evals, metrics, cost, phase, sys.modules[phase.detect.__module__], results, rd)
 # the run's files a row is read from; checkpoints/ by its mtime (a new checkpoint changes it)
 _INPUTS = (rd.SUMMARY, rd.METRICS, rd.CONFIG, ".hydra/overrides.yaml", ".hydra/config.yaml",
            rd.CHECKPOINTS, "train.log")
@@ -30,9 +34,8 @@ _PROGRESS = (rd.SUMMARY, rd.METRICS)  # files whose mtime says when the run last
 @lru_cache(maxsize=1)
 def _code_version() -> str:
     h = hashlib.sha1()
-    here = Path(__file__).resolve().parent
-    for name in _SOURCES:
-        h.update((here / name).read_bytes())
+    for path in sorted({m.__file__ for m in _SOURCES}):
+        h.update(Path(path).read_bytes())
     return h.hexdigest()[:16]
 
 
