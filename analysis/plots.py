@@ -37,9 +37,10 @@ def within(ax, values, lo: float, hi: float, pad: float = 0.08) -> None:
 
 
 def smooth(y: np.ndarray) -> tuple[np.ndarray, int]:
-    """(rolling mean, its window): ~1/25 of the run, at least 3 steps, at most 1/5 of them."""
+    """(rolling median, its window): ~1/25 of the run, at least 3 steps, at most 1/5 of them. A
+    median, not a mean: a KL spike of one step would otherwise lift the trend for a whole window."""
     w = max(1, min(len(y) // 5, max(3, len(y) // 25)))
-    return pd.Series(y).rolling(w, center=True, min_periods=1).mean().to_numpy(), w
+    return pd.Series(y).rolling(w, center=True, min_periods=1).median().to_numpy(), w
 
 
 def curve_figure(runs: pd.DataFrame, curves: pd.DataFrame, labels: list[str],
@@ -86,7 +87,7 @@ def curve_figure(runs: pd.DataFrame, curves: pd.DataFrame, labels: list[str],
     caption = [f"Dashed: detected transition ({drawn} of {len(runs)} runs)." if drawn else
                "No transition detected in these runs (the table 'Transition detection' says why)."]
     if windows:
-        caption.append(f"Bold: rolling mean over {'/'.join(str(w) for w in sorted(windows))} "
+        caption.append(f"Bold: rolling median over {'/'.join(str(w) for w in sorted(windows))} "
                        f"logged steps; faint: raw values (the KL axis fits the smoothed curve, "
                        f"so raw spikes may be cut off).")
     return png(fig), " ".join(caption)

@@ -18,7 +18,7 @@ import pytest
 import analysis
 from analysis.document import Heading, Image, Para, Table, render_html, render_md
 from analysis.phase import detect
-from analysis.plots import pareto
+from analysis.plots import pareto, smooth
 from analysis.report import main as report_main
 from analysis.runs import collect_curves, override_columns
 from tests.helpers import (ROOT, done, hand_written_sweep, make_run, real_sweep, rows,
@@ -93,6 +93,15 @@ def test_pareto_is_strict():
     assert pareto(np.array([1.0, 3.0, 2.0]), np.array([0.7, 0.7, 0.2])).tolist() == [0]
     assert pareto(np.array([1.0, 1.0]), np.array([0.5, 0.5])).tolist() == [0]
     assert pareto(np.array([]), np.array([])).tolist() == []
+
+
+def test_smoothing_ignores_spikes():
+    """The KL panel's scale comes from the smoothed curve: one-step spikes must not lift it."""
+    y = np.linspace(0.0, 0.002, 400)
+    y[[70, 71, 300]] = 0.5
+    ys, w = smooth(y)
+    assert w == 16 and ys.max() < 0.0025 and np.allclose(ys[150:250], y[150:250], atol=1e-4)
+    assert smooth(np.ones(6))[1] == 1  # too short to smooth: drawn raw
 
 
 # ----------------------------------------------------------------------------- hand-written sweeps
