@@ -56,6 +56,16 @@ def chromium() -> str:
     return up.stdout.strip().splitlines()[-1]
 
 
+def test_provisioning_is_idempotent(chromium):
+    """A second `up` finds the installed browser and says where it is; `status` agrees."""
+    for cmd in ("up", "status"):
+        again = subprocess.run(["bash", str(ROOT / "scripts" / "chromium.sh"), cmd], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert again.returncode == 0 and again.stdout.strip() == chromium, again.stderr
+    assert "Chromium" in subprocess.run([chromium, "--version"], capture_output=True, text=True,
+                                        timeout=60).stdout
+
+
 def _chromium(binary: str, height: int, *args: str) -> str:
     cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--window-size={WIDTH},{height}", "--virtual-time-budget=10000", *args]
