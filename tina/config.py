@@ -51,6 +51,11 @@ class ModelConfig:
     # Jinja chat template replacing the tokenizer's own; null keeps the tokenizer's.
     chat_template: Optional[str] = None
 
+    def check(self) -> None:
+        local = self.name_or_path.startswith(("/", "./", "../", "~"))  # else a hub id
+        require(not local or Path(self.name_or_path).expanduser().exists(), "model.name_or_path",
+                f"no model directory at {self.name_or_path} (a local path, or a hub id such as org/name)")
+
 
 @dataclass
 class LoraConfig:
@@ -171,6 +176,9 @@ class DatasetConfig:
     eval_size: int = 200  # 0: no held-out split
 
     BOUNDS: ClassVar = {"size": POSITIVE_INT, "seed": NON_NEGATIVE_INT, "eval_size": NON_NEGATIVE_INT}
+
+    def check(self) -> None:
+        require(self.path is None or Path(self.path).exists(), "dataset.path", f"no file or folder at {self.path}")
 
 
 @dataclass
@@ -306,7 +314,7 @@ class TinaConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def check(self) -> None:
-        for section in (self.lora, self.algorithm, self.reward, self.train):
+        for section in (self.model, self.lora, self.algorithm, self.dataset, self.reward, self.train):
             section.check()
         if self.eval.after_training:
             self.eval.check()

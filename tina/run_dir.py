@@ -341,7 +341,7 @@ class RunLock:
         except RunDirError:
             return {}  # being written, or damaged: judged by its age alone
 
-    def _gone(self, h: dict) -> str | None:
+    def gone(self, h: dict) -> str | None:
         """Why holder `h` no longer holds the run, or None if it may be alive."""
         try:
             age = time.time() - self.path.stat().st_mtime
@@ -361,6 +361,19 @@ class RunLock:
         job = f", SLURM job {h['slurm_job']}" if h.get("slurm_job") else ""
         return f"pid {h.get('pid', '?')} on {h.get('host', '?')}{job}, since {h.get('since', '?')}"
 
+    def busy(self, h: dict) -> RunDirError:
+        return RunDirError(
+            f"train.output_dir: {self.path.parent} is in use by {self.describe(h)}. Wait for it to finish, "
+            f"or stop it; a dead holder's lock is taken over (same host: at once, other hosts: after "
+            f"{STALE_AFTER_S} s without a heartbeat)."
+        )
+
+    def check_free(self) -> None:
+        """Raise (touching nothing) if a live process holds the run."""
+        h = self.holder()
+        if h is not None and self.gone(h) is None:
+            raise self.busy(h)
+
     def acquire(self) -> None:
         for _ in range(5):
             try:
@@ -369,13 +382,9 @@ class RunLock:
                 h = self.holder()
                 if h is None:
                     continue  # released meanwhile
-                why = self._gone(h)
+                why = self.gone(h)
                 if why is None:
-                    raise RunDirError(
-                        f"train.output_dir: {self.path.parent} is in use by {self.describe(h)}. Wait for it "
-                        f"to finish, or stop it; a dead holder's lock is taken over by itself (same host: at once, "
-                        f"other hosts: after {STALE_AFTER_S} s without a heartbeat)."
-                    )
+                    raise self.busy(h)
                 try:
                     os.rename(self.path, self.path.with_name(f"{LOCK}.stale-{uuid.uuid4().hex[:8]}"))
                 except FileNotFoundError:
@@ -511,7 +520,7 @@ def run_state(run_dir: Path | str) -> dict:
         holder = lock.holder()
         if holder is None:
             status, row["reason"] = "died", f"no process holds the run (pid {summary.get('pid')} on {summary.get('host')} ended without a word: killed?)"
-        elif (why := lock._gone(holder)) is not None and holder.get("slurm_job") != lock.me["slurm_job"]:
+        elif (why := lock.gone(holder)) is not None and holder.get("slurm_job") != lock.me["slurm_job"]:
             status, row["reason"] = "died", f"its holder is gone ({why})"
     row["status"] = status
     return row

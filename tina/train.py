@@ -206,6 +206,10 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
+def _scores(heldout: dict) -> str:
+    return f"format {heldout['format']:.3f}, accuracy {heldout['accuracy']:.3f} on {heldout['n']} problems"
+
+
 def _finished(tc: TinaConfig, previous: dict) -> bool:
     if previous.get("status") == "stopped_early":
         return True
@@ -248,7 +252,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
             (run_dir / rd.METRICS).unlink(missing_ok=True)
         if eval_ds is not None and "heldout_base" not in rd.read_summary(run_dir):
             rec.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc))
-            log.info("held-out before training: %s", rd.read_summary(run_dir)["heldout_base"])
+            log.info("held-out before training: %s", _scores(rd.read_summary(run_dir)["heldout_base"]))
 
     if tc.stop_step is not None and resume_step >= tc.stop_step:
         # Killed after its last checkpoint, before its summary: the work is done, train no step more.
@@ -297,7 +301,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
 def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
     if status in ("completed", "stopped_early") and eval_ds is not None and rec.enabled:
         fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc)
-        log.info("held-out after training: %s", fields["heldout_final"])
+        log.info("held-out after training: %s", _scores(fields["heldout_final"]))
     result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
     log.info("%s after %d steps in %.0f s: %s", status, fields["steps"], result["wall_seconds"], run_dir)
     if tc.eval.after_training and status in ("completed", "stopped_early") and rec.enabled:
@@ -398,17 +402,14 @@ def precheck(args: list[str]) -> None:
             cfg = compose("train", overrides=overrides)
         except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
             raise ConfigError(composition_error(e)) from None
-    explicit_dir = any(a.lstrip("+").startswith("train.output_dir=") for a in overrides)
-    if not explicit_dir:
-        cfg.train.output_dir = "set-when-the-job-starts"
-    tc = validate(cfg)
-    run_dir = Path(tc.train.output_dir)
-    if explicit_dir and run_dir.is_dir():
+    given = {a.lstrip("+").split("=", 1)[0]: a.split("=", 1)[1] for a in overrides if "=" in a}
+    run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
+    cfg.train.output_dir = run_dir or "set-when-the-job-starts"
+    validate(cfg)
+    if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
+        run_dir = Path(run_dir)
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        lock = rd.RunLock(run_dir)
-        holder = lock.holder()
-        if holder and lock._gone(holder) is None:
-            raise rd.RunDirError(f"train.output_dir: {run_dir} is in use by {lock.describe(holder)}; wait for it to finish")
+        rd.RunLock(run_dir).check_free()
 
 
 def cli() -> None:
