@@ -15,7 +15,7 @@ from tests.helpers import ROOT, summary, train
 # (arguments, text the one-line error must contain). Misspelt keys in every group, wrong types,
 # every numeric bound, unknown group options, Hydra syntax errors, missing files.
 CORPUS = [
-    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.lr"), (["algorithm.betaa=0.1"], "algorithm.beta"),
+    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.learning_rate"), (["algorithm.betaa=0.1"], "algorithm.beta"),
     (["dataset.pth=/x"], "dataset.path"), (["reward.fncs.format.weight=1"], "reward.funcs"),
     (["compute.num_proc=2"], "compute.num_processes"), (["train.max_step=10"], "train.max_steps"),
     (["wandb.mod=offline"], "wandb.mode"), (["model.dtyp=float32"], "model.dtype"), (["eval.after_train=true"], "eval"),
