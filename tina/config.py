@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tina.evaluate.config import EvalConfig
+from tina.prompts import SYSTEM_PROMPTS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -170,9 +171,9 @@ class DatasetConfig:
     path: Optional[str] = None
     problem_field: str = "problem"
     answer_field: str = "solution"
-    # How the gold answer is read from answer_field (tina/data.py: ANSWER_FORMATS).
+    # How the gold answer is read from answer_field (tina/prompts.py: ANSWER_FORMATS).
     answer_format: str = "as_is"
-    # A name in tina/data.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
+    # A name in tina/prompts.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
     system_prompt: str = "${system_prompt:toy}"
     # Toy task only: how many problems to generate, and the seed they come from.
     size: int = 2000
@@ -332,8 +333,6 @@ class TinaConfig:
 
 
 def _system_prompt(name: str) -> str:
-    from tina.data import SYSTEM_PROMPTS
-
     if name not in SYSTEM_PROMPTS:
         raise ConfigError(f"dataset.system_prompt: unknown prompt {name!r}; allowed: {sorted(SYSTEM_PROMPTS)}")
     return SYSTEM_PROMPTS[name]
