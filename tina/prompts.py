@@ -33,7 +33,10 @@ SYSTEM_PROMPTS = {
 
 
 def _ii_thought_answer(value: str) -> str:
-    return f"${json.loads(value)['answer']['value']}$"
+    answer = json.loads(value)["answer"]["value"]
+    if answer is None or not str(answer).strip():
+        raise ValueError("answer.value is empty")
+    return f"${answer}$"
 
 
 # How a raw gold field becomes a string math-verify parses.
