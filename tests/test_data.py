@@ -38,7 +38,7 @@ def refused(path, **fields) -> str:
 
 
 # kind: (file name, bytes, the spot and field the message must name)
-BAD_JSONL = {
+BAD_FILES = {
     "missing_field": ("x.jsonl", GOOD * 2 + b'{"prompt": "Solve 2x = 9."}\n',
                       ["line 3", "field 'answer' is missing", "dataset.answer_field=answer", "the row has: prompt"]),
     "null_problem": ("x.jsonl", GOOD + b'{"prompt": null, "answer": "6"}\n',
@@ -71,9 +71,9 @@ BAD_JSONL = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_JSONL))
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
 def test_bad_file_is_refused_naming_file_spot_and_field(kind, tmp_path):
-    name, content, names = BAD_JSONL[kind]
+    name, content, names = BAD_FILES[kind]
     path = tmp_path / name
     path.write_bytes(content)
     message = refused(path)

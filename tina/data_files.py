@@ -1,9 +1,8 @@
 """Local data files read row by row, each damaged spot named by file and line (or row index).
 
 Why not `datasets.load_dataset("json", ...)`: on a broken file it raises StopIteration,
-"Expected object" or UnicodeDecodeError naming no file or line, reads a `.csv` as JSON, and its
-type inference fails on a column that is a number in one row and text in the next. Here each
-format has its own reader, and every reader yields `(where, record)` pairs ("line 7" for formats
+"Expected object" or UnicodeDecodeError naming no file or line, and tina's call to it read a
+`.csv` as JSON. Here each format has its own reader, and every reader yields `(where, record)` pairs ("line 7" for formats
 read by line, "row index 7" for Parquet and JSON arrays) so the field checks in tina/data.py can
 name the spot too.
 """
@@ -32,7 +31,7 @@ MISSING = object()
 
 
 class DataError(ConfigError):
-    """Training data that cannot train; the message names the file, the line or row, and the field."""
+    """Training data that cannot be trained on; the message names the file, the line or row, and the field."""
 
 
 def _decode(data: bytes, source: str, first_line: int = 1) -> str:
