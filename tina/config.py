@@ -25,6 +25,7 @@ from tina.errors import (
     FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, ConfigError, Range, require,
 )
 from tina.evaluate.config import EvalConfig
+from tina.prompts import SYSTEM_PROMPTS
 from tina.schema import check_override_keys as _check_keys
 from tina.schema import validate  # noqa: F401  (re-exported: tina.config.validate)
 
@@ -166,9 +167,9 @@ class DatasetConfig:
     path: Optional[str] = None
     problem_field: str = "problem"
     answer_field: str = "solution"
-    # How the gold answer is read from answer_field (tina/data.py: ANSWER_FORMATS).
+    # How the gold answer is read from answer_field (tina/prompts.py: ANSWER_FORMATS).
     answer_format: str = "as_is"
-    # A name in tina/data.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
+    # A name in tina/prompts.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
     system_prompt: str = "${system_prompt:toy}"
     # Toy task only: how many problems to generate, and the seed they come from.
     size: int = 2000
@@ -347,8 +348,6 @@ class TinaConfig:
 
 
 def _system_prompt(name: str) -> str:
-    from tina.data import SYSTEM_PROMPTS
-
     if name not in SYSTEM_PROMPTS:
         raise ConfigError(f"dataset.system_prompt: unknown prompt {name!r}; allowed: {sorted(SYSTEM_PROMPTS)}")
     return SYSTEM_PROMPTS[name]
