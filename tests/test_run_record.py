@@ -83,13 +83,13 @@ def test_a_stale_lock_from_another_host_is_taken_over_and_a_live_one_refused(tmp
 
     lock.write_text(json.dumps({"host": "node-alive", "pid": 4242, "since": "now"}))  # fresh heartbeat
     with pytest.raises(RunDirError, match="in use by pid 4242 on node-alive"):
-        rd.RunLock(run).acquire()
+        rd.lock_of(run).acquire()
 
 
 def test_a_dead_local_holder_and_a_requeued_slurm_job_take_the_lock(tmp_path, monkeypatch):
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(done.stdout), "start_time": "1"}))
-    lock = rd.RunLock(tmp_path)
+    lock = rd.lock_of(tmp_path)
     lock.acquire()
     assert "is gone" in lock.took_over and lock.owned()
     lock.release()
@@ -98,7 +98,7 @@ def test_a_dead_local_holder_and_a_requeued_slurm_job_take_the_lock(tmp_path, mo
     # A requeued job: same SLURM job, new process (the old one is being killed), maybe another node.
     monkeypatch.setenv("SLURM_JOB_ID", "777")
     (tmp_path / rd.LOCK).write_text(json.dumps({"host": "other-node", "pid": 1, "slurm_job": "777"}))
-    lock = rd.RunLock(tmp_path)
+    lock = rd.lock_of(tmp_path)
     lock.acquire()
     assert "this SLURM job" in lock.took_over
     lock.release()
@@ -114,7 +114,7 @@ def test_a_refused_rerun_leaves_every_byte_as_it_was(stopped_run, tmp_path):
     bad = train(run, "train.max_steps=12", "lora.rank=-1", check=False)
     assert bad.returncode != 0 and "lora.rank" in bad.stderr
     (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                           "start_time": rd._start_time(os.getpid())}))
+                                           "start_time": rd.start_time(os.getpid())}))
     held = tree_digest(run)
     locked = train(run, "train.max_steps=12", "train.stop_at_step=12", check=False)
     assert locked.returncode != 0 and f"pid {os.getpid()}" in locked.stderr

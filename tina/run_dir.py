@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import subprocess
-import threading
 import time
 import traceback
 import uuid
@@ -34,6 +33,7 @@ from typing import Any, Iterator
 import yaml
 
 from tina.errors import RunDirError
+from tina.run_lock import STALE_AFTER_S, RunLock, start_time  # noqa: F401  (the run's lock: rd.RunLock)
 
 log = logging.getLogger("tina.run_dir")
 
@@ -53,11 +53,6 @@ SET_ASIDE = "set-aside"  # checkpoints/set-aside/: damaged checkpoints, kept for
 # Keys that may change between a run and its resumption: where to stop, how to log, what to evaluate.
 RESUMABLE_CHANGES = ("train.stop_at_step", "train.early_stop", "train.early_stop_patience", "wandb", "eval")
 
-# A lock's holder refreshes its mtime this often; past STALE_AFTER_S without it, a holder on
-# another host (whose pid cannot be checked) counts as dead. 10 heartbeats of slack ride out a
-# slow shared file system; a crashed job's directory is free again after 5 minutes.
-HEARTBEAT_S = 30
-STALE_AFTER_S = 300
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hydra-core", "math-verify")
 
@@ -298,129 +293,8 @@ def eval_dir(run_dir: Path | str) -> Path:
     return Path(run_dir) / EVAL
 
 
-# --------------------------------------------------------------------------- the lock
-
-def _slurm_job() -> str | None:
-    """This job's identity across requeues: the array task, or the job id."""
-    if os.environ.get("SLURM_ARRAY_JOB_ID"):
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time (field 22 of /proc/PID/stat): a reused pid has another."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-class RunLock:
-    """One writer per run directory, across processes and nodes.
-
-    Taken with O_CREAT|O_EXCL (atomic on local and NFSv3+ file systems); the holder's record says
-    who to ask. A holder counts as gone when: it is this SLURM job (a requeue takes over its own
-    lock), or it ran on this host and its pid is gone (or reused), or its heartbeat (the file's
-    mtime, refreshed every HEARTBEAT_S) is older than STALE_AFTER_S. Takeover renames the stale
-    lock aside first, so of two processes racing to take it over, exactly one wins.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK
-        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "start_time": _start_time(os.getpid()),
-                   "slurm_job": _slurm_job(), "token": uuid.uuid4().hex,
-                   "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.took_over: str | None = None
-
-    def holder(self) -> dict | None:
-        try:
-            return read_json(self.path) or None
-        except RunDirError:
-            return {}  # being written, or damaged: judged by its age alone
-
-    def gone(self, h: dict) -> str | None:
-        """Why holder `h` no longer holds the run, or None if it may be alive."""
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return "released"
-        if h.get("slurm_job") and h["slurm_job"] == self.me["slurm_job"]:
-            return f"it is this SLURM job ({h['slurm_job']}) before a requeue"
-        if h.get("host") == self.me["host"] and isinstance(h.get("pid"), int):
-            if _start_time(h["pid"]) is None or _start_time(h["pid"]) != h.get("start_time"):
-                return f"its process {h['pid']} on this host is gone"
-            return None
-        if age > STALE_AFTER_S:
-            return f"no heartbeat for {age:.0f} s (limit {STALE_AFTER_S} s)"
-        return None
-
-    def describe(self, h: dict) -> str:
-        job = f", SLURM job {h['slurm_job']}" if h.get("slurm_job") else ""
-        return f"pid {h.get('pid', '?')} on {h.get('host', '?')}{job}, since {h.get('since', '?')}"
-
-    def busy(self, h: dict) -> RunDirError:
-        return RunDirError(
-            f"train.output_dir: {self.path.parent} is in use by {self.describe(h)}. Wait for it to finish, "
-            f"or stop it; a dead holder's lock is taken over (same host: at once, other hosts: after "
-            f"{STALE_AFTER_S} s without a heartbeat)."
-        )
-
-    def check_free(self) -> None:
-        """Raise (touching nothing) if a live process holds the run."""
-        h = self.holder()
-        if h is not None and self.gone(h) is None:
-            raise self.busy(h)
-
-    def acquire(self) -> None:
-        for _ in range(5):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                h = self.holder()
-                if h is None:
-                    continue  # released meanwhile
-                why = self.gone(h)
-                if why is None:
-                    raise self.busy(h)
-                try:
-                    os.rename(self.path, self.path.with_name(f"{LOCK}.stale-{uuid.uuid4().hex[:8]}"))
-                except FileNotFoundError:
-                    continue  # another process took it over first: try again, against its lock
-                self.took_over = f"took over the lock of {self.describe(h)}: {why}"
-                log.warning("%s: %s", self.path.parent, self.took_over)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.me, f)
-                f.flush()
-                os.fsync(f.fileno())
-            for stale in self.path.parent.glob(f"{LOCK}.stale-*"):
-                stale.unlink(missing_ok=True)
-            self._thread = threading.Thread(target=self._heartbeat, name="tina-lock-heartbeat", daemon=True)
-            self._thread.start()
-            return
-        raise RunDirError(f"train.output_dir: could not take {self.path} (contended); try again")
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            if self.owned():
-                os.utime(self.path)
-            else:
-                self.lost = True
-                log.error("%s: the lock was taken over by %s", self.path.parent, self.describe(self.holder() or {}))
-                return
-
-    def owned(self) -> bool:
-        return (self.holder() or {}).get("token") == self.me["token"]
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self.owned():
-            self.path.unlink(missing_ok=True)
+def lock_of(run_dir: Path | str) -> RunLock:
+    return RunLock(Path(run_dir) / LOCK)
 
 
 # --------------------------------------------------------------------------- the record
@@ -471,7 +345,7 @@ def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_pr
     """Own `run_dir` for one training process: refuse another config or a live writer before
     touching a byte, then lock, write the config, and keep the summary true until the end."""
     check_config(run_dir, config)  # read only: a refused start changes nothing
-    lock = RunLock(run_dir) if main_process else None
+    lock = lock_of(run_dir) if main_process else None
     if lock is not None:
         existed = run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -516,7 +390,7 @@ def run_state(run_dir: Path | str) -> dict:
         status = "no summary" if steps else "not started"
         row["reason"] = f"logged {steps} steps but has no summary" if steps else "no summary, no logged step"
     elif status == "running":
-        lock = RunLock(run_dir)
+        lock = lock_of(run_dir)
         holder = lock.holder()
         if holder is None:
             status, row["reason"] = "died", f"no process holds the run (pid {summary.get('pid')} on {summary.get('host')} ended without a word: killed?)"

@@ -409,7 +409,7 @@ def precheck(args: list[str]) -> None:
     if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
         run_dir = Path(run_dir)
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        rd.RunLock(run_dir).check_free()
+        rd.lock_of(run_dir).check_free()
 
 
 def cli() -> None:
