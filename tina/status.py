@@ -117,19 +117,21 @@ def print_rows(rows: list[dict]) -> None:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun: every job's outcome, and the commands that come next."""
+    """Remembers the sweep directory when a multirun starts, so `tina.train` can end with every job's
+    outcome and the next commands, also when a job failed (Hydra then skips on_multirun_end)."""
 
-    def on_multirun_end(self, config, **kwargs) -> None:
-        sweep = Path(config.hydra.sweep.dir)
-        try:
-            rows = sweep_status(sweep)
-        except FileNotFoundError:
-            return
-        done = sum(r["status"] in FINISHED for r in rows)
-        print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
-        print_rows(rows)
-        print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}")
+    sweeps: list[Path] = []
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        SweepSummary.sweeps.append(Path(config.hydra.sweep.dir))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def print_sweep_summary(sweep: Path) -> None:
+    try:
+        rows = sweep_status(sweep)
+    except FileNotFoundError:
+        return  # refused before any job ran: nothing to show
+    done = sum(r["status"] in FINISHED for r in rows)
+    print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
+    print_rows(rows)
+    print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)

@@ -23,7 +23,8 @@ from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
 from tina.schema import composition_error
-from tina.signals import SignalGuard, status_for
+from tina.status import SweepSummary, print_sweep_summary
+from tina.signals import Interrupted, SignalGuard, status_for
 
 log = logging.getLogger("tina.train")
 
@@ -174,8 +175,11 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     main_process = int(os.environ.get("RANK", "0")) == 0
     with SignalGuard() as guard:
-        with rd.writer(run_dir, config, _hydra_files(), main_process) as rec:
-            result = _run(tc, run_dir, rec, guard)
+        try:
+            with rd.writer(run_dir, config, _hydra_files(), main_process) as rec:
+                result = _run(tc, run_dir, rec, guard)
+        except Interrupted:
+            guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
         if guard.signalled is not None:
             guard.chain()
     return result
@@ -285,6 +289,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     steps = trainer.state.global_step
+    guard.where = f"after its last step ({steps}), before the run was recorded complete"
     status = "completed" if guard.signalled is None else status_for(guard.signalled)
     fields = dict(steps=steps, **metrics_cb.totals)
     if guard.signalled is not None:
@@ -417,7 +422,11 @@ def cli() -> None:
         precheck(sys.argv[1:])
     except ConfigError as e:
         sys.exit(f"tina: {e}")
-    main()
+    try:
+        main()
+    finally:
+        for sweep in SweepSummary.sweeps:
+            print_sweep_summary(sweep)
 
 
 if __name__ == "__main__":
