@@ -22,7 +22,8 @@ log = logging.getLogger("tina.train")
 # HF Trainer's last log of a run carries these run totals, not a step's metrics.
 _RUN_TOTALS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
 # What the console shows of a step (everything goes to metrics.jsonl): name -> TRL's key.
-CONSOLE_KEYS = {"reward": "reward", "format": FORMAT_KEY, "length": LENGTH_KEY, "s/step": "step_time"}
+CONSOLE_KEYS = {"reward": ("reward", ".3f"), "format": (FORMAT_KEY, ".3f"), "length": (LENGTH_KEY, ".1f"),
+                "s/step": ("step_time", ".2f")}
 
 
 class MetricsFile(TrainerCallback):
@@ -101,7 +102,7 @@ class QuietProgress(ProgressCallback):
 
     @staticmethod
     def numbers(logs: dict) -> str:
-        return "  ".join(f"{name} {logs[key]:.3g}" for name, key in CONSOLE_KEYS.items()
+        return "  ".join(f"{name} {logs[key]:{spec}}" for name, (key, spec) in CONSOLE_KEYS.items()
                          if isinstance(logs.get(key), (int, float)))
 
     def on_train_begin(self, args, state, control, **kwargs):
