@@ -20,14 +20,14 @@ from pathlib import Path
 from analysis import cost, evals, metrics, phase, row
 from tina import run_dir as rd
 from tina.evaluate import results
-from tina.evaluate.results import EVAL_DIR
 
 # the modules whose code decides a row's content: a change to any of them invalidates every row
-# (the phase detector by where it is defined, wherever analysis.phase re-exports it from)
-_SOURCES = (row, evals, metrics, cost, phase, sys.modules[phase.detect.__module__], results, rd)
+# (the detector and the metrics reader by where they are defined, not where they are re-exported)
+_SOURCES = (row, evals, cost, sys.modules[metrics.read_metrics.__module__],
+            sys.modules[phase.detect.__module__], results, rd)
 # the run's files a row is read from; checkpoints/ by its mtime (a new checkpoint changes it)
-_INPUTS = (rd.SUMMARY, rd.METRICS, rd.CONFIG, ".hydra/overrides.yaml", ".hydra/config.yaml",
-           rd.CHECKPOINTS, "train.log")
+_INPUTS = (rd.SUMMARY, rd.METRICS, rd.CONFIG, f"{rd.HYDRA}/overrides.yaml", f"{rd.HYDRA}/config.yaml",
+           rd.CHECKPOINTS, rd.TRAIN_LOG)
 _PROGRESS = (rd.SUMMARY, rd.METRICS)  # files whose mtime says when the run last made progress
 
 
@@ -58,7 +58,7 @@ def fingerprint(run: Path) -> tuple[list, float]:
         fp.append([name, s.st_size if name != rd.CHECKPOINTS else 0, s.st_mtime_ns])
         if name in _PROGRESS:
             last = max(last, s.st_mtime)
-    for f in sorted(run.glob(f"{EVAL_DIR}/*/*.json")):  # where tina.evaluate writes its results
+    for f in sorted(run.glob(f"{rd.EVAL}/*/*.json")):  # where tina.evaluate writes its results
         s = f.stat()
         fp.append([str(f.relative_to(run)), s.st_size, s.st_mtime_ns])
     return fp, last

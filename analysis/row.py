@@ -140,10 +140,10 @@ def _read_config(run: Path, notes: list) -> Mapping:
     if isinstance(config, Mapping):
         return config
     # Hydra's composed (unresolved) config: better than nothing; ${...} values read as None
-    config, _ = _load_yaml(run / ".hydra" / "config.yaml")
+    config, _ = _load_yaml(run / rd.HYDRA / "config.yaml")
     config = config if isinstance(config, Mapping) else {}
     why = f"{rd.CONFIG} unreadable ({err})" if err else f"no {rd.CONFIG}"
-    notes.append(why + ("; values from .hydra/config.yaml" if config else ""))
+    notes.append(why + (f"; values from {rd.HYDRA}/config.yaml" if config else ""))
     return config
 
 
@@ -157,9 +157,9 @@ def _read_run(run: Path) -> dict:
         if not err:
             notes.append(f"no {rd.SUMMARY}")
     config = _read_config(run, notes)
-    ov, err = _load_yaml(run / ".hydra" / "overrides.yaml")
+    ov, err = _load_yaml(run / rd.HYDRA / "overrides.yaml")
     if err:
-        notes.append(f".hydra/overrides.yaml unreadable ({err})")
+        notes.append(f"{rd.HYDRA}/overrides.yaml unreadable ({err})")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -51,7 +51,7 @@ def find_runs(path: str | os.PathLike) -> list[Path]:
         p = p.parent
     runs = []
     for root, dirs, files in os.walk(p):
-        if ".hydra" in dirs or any(m in files for m in MARKERS):
+        if rd.HYDRA in dirs or any(m in files for m in MARKERS):
             runs.append(Path(root))
             dirs[:] = []  # a run holds no runs; do not walk its checkpoints
         else:

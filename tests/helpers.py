@@ -1,15 +1,17 @@
-"""Helpers shared by several test modules (test modules import from here, never from each other).
+"""What several test modules share (test modules import from here, never from each other):
 
+* ``TINY``, ``train`` and readers: the short real training run and its files;
+* ``real_sweep``: the one real tiny sweep a test session trains and evaluates, for the reports;
+* ``compose_cfg`` / ``options``: compose the training config as the CLI would;
 * ``curve``: a synthetic training curve with a known phase transition (described in
   tests/test_phase.py's docstring, which measures the detector on them);
-* ``compose_cfg`` / ``options``: compose the training config as the CLI would;
-* ``make_run`` and friends: hand-written run directories in every state a run can be in;
-* ``TINY_RUN`` and ``real_sweep``: the one real tiny training sweep a test session trains.
+* ``make_run`` and friends: hand-written run directories in every state a run can be in.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import subprocess
 import sys
@@ -26,10 +28,36 @@ from tina.config import check_override_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+# Small, fast, and still the real path: TRL's GRPOTrainer, PEFT LoRA, the tiny model, the toy data.
+TINY = ["train.save_steps=4", "algorithm.max_completion_length=16"]
 
-# The overrides that make a real training run of the embedded model short: completions of 16
-# tokens and a checkpoint every 3 steps (a 6-step run saves two checkpoints to evaluate).
-TINY_RUN = ["algorithm.max_completion_length=16", "train.save_steps=3"]
+
+def train_cmd(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "tina.train", f"hydra.run.dir={run_dir}", *TINY, *overrides]
+
+
+def train(run_dir: Path, *overrides: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_cmd(run_dir, *overrides), capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root (and every directory), with a hash of its bytes: 'untouched' made checkable."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+    return out
 
 
 # ----------------------------------------------------------------------------- config
@@ -152,8 +180,10 @@ def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 @functools.cache
 def _real_sweep(base: Path) -> Path:
     sweep = base / "real_sweep"
-    run_cli("tina.train", "-m", f"hydra.sweep.dir={sweep}", "train.max_steps=6", *TINY_RUN,
-            "lora.rank=4,8")
+    # a checkpoint every 3 steps (the later override wins): two to evaluate in a 6-step run, whose
+    # 6 logged points are too few for the phase detector (the "no transition, and why" case)
+    run_cli("tina.train", "-m", f"hydra.sweep.dir={sweep}", "train.max_steps=6", *TINY,
+            "train.save_steps=3", "lora.rank=4,8")
     runs = sorted(p for p in sweep.iterdir() if (p / rd.SUMMARY).is_file())
     # the paper's checkpoint experiment: the first run evaluated at every checkpoint (~5 s each)
     # (quoted: Hydra's grammar reads the '=' and ',' of a sweep job's folder name otherwise)
