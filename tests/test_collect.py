@@ -17,6 +17,7 @@ import analysis
 from analysis.phase import FORMAT_KEY, LENGTH_KEY, detect
 from analysis.runs import collect_curves, collect_evals, find_runs, override_columns
 from tests.helpers import ROOT, curve, done, make_run, rows, write_eval
+from tina import run_dir as rd
 
 
 @pytest.fixture(autouse=True)
@@ -230,7 +231,7 @@ def test_collect_curves_long_form(tmp_path):
 
 def test_find_runs_does_not_enter_runs(tmp_path):
     run = make_run(tmp_path / "s" / "0_r", summary=done(), metrics=rows(2), checkpoints=(1,))
-    (run / "checkpoints" / "checkpoint-1" / "summary.json").write_text("{}")  # must not count
+    (rd.checkpoint_dir(run, 1) / rd.SUMMARY).write_text("{}")  # must not count
     (tmp_path / "s" / ".git" / "x").mkdir(parents=True)
     (tmp_path / "s" / ".git" / "x" / "metrics.jsonl").write_text("")
     assert find_runs(tmp_path) == [run]
