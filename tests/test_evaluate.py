@@ -1,6 +1,6 @@
 """tina.evaluate and tina.benchmarks: benchmark definitions on rows in their real schemas, the
 in-process backend end to end on the embedded tiny model, checkpoint selection, the lighteval/vLLM
-invocation with the paper's settings, results files read back through analysis.collect, and config
+invocation with the paper's settings, results files read back through analysis.collect_evals, and config
 errors that name the key and what is allowed. lighteval itself runs in tests/test_lighteval.py; the
 vLLM backend only where CUDA and a lighteval[vllm] environment exist (TINA_LIGHTEVAL_PYTHON).
 """
@@ -20,9 +20,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from tests.helpers import FIXTURES, TINY_MODEL, lora_run, needs_tiny
 from tina import benchmarks as bm
 from tina.config import ConfigError
-from tina.embedded import TINY_DIR
 from tina.evaluate import evaluate_run
 from tina.evaluate import lighteval_run as lr
 from tina.evaluate.checkpoints import select
@@ -31,10 +31,6 @@ from tina.evaluate.results import read_results, result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-FIXTURES = Path(__file__).parent / "fixtures"
-# The embedded tiny model; TINA_TINY_MODEL points elsewhere (a model being rebuilt, say).
-TINY = Path(os.environ.get("TINA_TINY_MODEL", TINY_DIR))
-needs_tiny = pytest.mark.skipif(not (TINY / "config.json").is_file(), reason=f"no tiny model at {TINY}")
 LIGHTEVAL_PYTHON = os.environ.get("TINA_LIGHTEVAL_PYTHON")
 
 # The right answer of each fixture row, as a model would box it.
@@ -52,32 +48,6 @@ def compose_eval(overrides: list[str]):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("evaluate", overrides=overrides)
-
-
-def make_run(root: Path, steps=(2,), final_step: int | None = 3, lora: bool = True) -> Path:
-    """A run directory as tina.train leaves it, with LoRA adapters PEFT initialised (non-zero) and saved."""
-    run = root / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": str(TINY), "chat_template": None}}))
-    (run / "summary.json").write_text(json.dumps({"status": "completed", "steps": final_step}))
-    dirs = [run / "checkpoints" / f"checkpoint-{s}" for s in steps] + ([run / "adapter"] if final_step else [])
-    if lora:
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM
-
-        for i, d in enumerate(dirs):
-            import torch
-
-            torch.manual_seed(i)
-            base = AutoModelForCausalLM.from_pretrained(TINY)
-            cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-            get_peft_model(base, cfg).save_pretrained(d)
-    else:  # selection only looks at the files
-        for d in dirs:
-            d.mkdir(parents=True)
-            (d / "adapter_config.json").write_text("{}")
-            (d / "adapter_model.safetensors").write_bytes(b"")
-    return run
 
 
 # --------------------------------------------------------------------------- benchmark definitions
@@ -153,7 +123,7 @@ def test_unreachable_hub_names_the_data_path_override(tmp_path):
 # --------------------------------------------------------------------------- in-process backend, end to end
 @needs_tiny
 def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
-    run = make_run(tmp_path, steps=(2,), final_step=3)
+    run = lora_run(tmp_path, steps=(2,), final_step=3)
     cfg = {"checkpoints": "all", "include_base": True, "toy_size": 16, "n_samples": 2, "seeds": [0, 1]}
     records = evaluate_run(run, cfg)
     assert sorted((r["checkpoint"], r["step"]) for r in records) == [("adapter", 3), ("base", 0), ("checkpoint-2", 2)]
@@ -173,7 +143,7 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
     assert per["adapter"]["runs"] != per["base"]["runs"] or per["adapter"]["extra"] != per["base"]["extra"]
 
     # read back by the analysis code that reports them
-    from analysis.collect import collect_evals
+    from analysis import collect_evals
 
     df = collect_evals(run)
     assert sorted(df["checkpoint"]) == ["adapter", "base", "checkpoint-2"] and set(df["benchmark"]) == {"toy"}
@@ -192,18 +162,18 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
 @needs_tiny
 def test_cli_evaluates_a_model_on_its_own(tmp_path):
     out = tmp_path / "base-eval"
-    cmd = [sys.executable, "-m", "tina.evaluate", f"model={TINY}", f"output_dir={out}",
+    cmd = [sys.executable, "-m", "tina.evaluate", f"model={TINY_MODEL}", f"output_dir={out}",
            "eval.toy_size=8", "eval.n_samples=1", "eval.seeds=[0]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "eval" / "base" / "toy.json").read_text())
-    assert record["step"] is None and record["pass@1_std"] is None and record["model"] == str(TINY)
+    assert record["step"] is None and record["pass@1_std"] is None and record["model"] == str(TINY_MODEL)
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "evaluate.log").is_file()
 
 
 @needs_tiny
 def test_cli_on_a_run_leaves_the_training_hydra_files_alone(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=2)
+    run = lora_run(tmp_path, steps=(), final_step=2)
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text("training: config\n")
     cmd = [sys.executable, "-m", "tina.evaluate", f"run_dir={run}",
@@ -223,10 +193,10 @@ def _write_metrics(run: Path, df) -> None:
 
 def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
     from analysis.phase import detect
-    from tests.test_phase import curve
+    from tests.helpers import curve
 
     df, truth = curve(0, n=300, frac=0.5)
-    run = make_run(tmp_path, steps=range(50, 301, 50), final_step=300, lora=False)
+    run = lora_run(tmp_path, steps=range(50, 301, 50), final_step=300, lora=False)
     _write_metrics(run, df)
     targets, info = select(run, "best", include_base=False)
     found = detect(run)["step"]
@@ -240,11 +210,11 @@ def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
 
 
 def test_best_without_a_transition_falls_back_to_the_last_weights(tmp_path):
-    from tests.test_phase import curve
+    from tests.helpers import curve
 
     df, truth = curve(1, n=300, kind="plateau")
     assert truth is None
-    run = make_run(tmp_path, steps=(100, 200), final_step=250, lora=False)
+    run = lora_run(tmp_path, steps=(100, 200), final_step=250, lora=False)
     _write_metrics(run, df)
     targets, info = select(run, "best", include_base=False)
     assert [t.name for t in targets] == ["adapter"] and [t.step for t in targets] == [250]
@@ -252,7 +222,7 @@ def test_best_without_a_transition_falls_back_to_the_last_weights(tmp_path):
 
 
 def test_a_run_without_weights_is_refused(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     with pytest.raises(ConfigError, match="run_dir"):
         select(run, "last", include_base=False)
 
@@ -307,7 +277,7 @@ def test_examples_written_for_lighteval_carry_the_benchmark_logic(tmp_path):
                     reason="vllm backend: needs CUDA and TINA_LIGHTEVAL_PYTHON (scripts/lighteval-env.sh --gpu)")
 @needs_tiny
 def test_vllm_backend_end_to_end(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=2)
+    run = lora_run(tmp_path, steps=(), final_step=2)
     cfg = {"backend": "vllm", "benchmarks": ["toy"], "toy_size": 16, "n_samples": 2, "seeds": [0],
            "max_new_tokens": 32, "lighteval_python": LIGHTEVAL_PYTHON,
            "vllm": {"dtype": "float32", "max_model_length": 256, "gpu_memory_utilization": 0.3}}
@@ -318,7 +288,7 @@ def test_vllm_backend_end_to_end(tmp_path):
 
 # --------------------------------------------------------------------------- config
 def test_eval_groups_compose_and_validate(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     cpu = validate(compose_eval([f"run_dir={run}"]))
     assert cpu.eval.backend.value == "transformers" and cpu.eval.benchmarks == ["toy"] and cpu.output_dir == str(run)
     gpu_cfg = validate(compose_eval([f"run_dir={run}", "eval=gpu", f"eval.lighteval_python={sys.executable}",
@@ -343,7 +313,7 @@ def test_eval_groups_compose_and_validate(tmp_path):
 )
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, monkeypatch, overrides, key, allowed):
     monkeypatch.delenv("TINA_LIGHTEVAL_PYTHON", raising=False)  # eval=gpu reads it as the default
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     with pytest.raises(ConfigError) as e:
         validate(compose_eval([f"run_dir={run}", *overrides]))
     assert str(e.value).startswith(key) and allowed in str(e.value)

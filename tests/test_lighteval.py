@@ -8,7 +8,6 @@ nothing is written into the base model's or an adapter's directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,13 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LIGHTEVAL_SCRIPT
-from tests.test_evaluate import FIXTURES, TINY, make_run, needs_tiny
+from tests.helpers import FIXTURES, ROOT, TINY_MODEL, lora_run, needs_tiny, tree_digest
 from tina import benchmarks as bm
 from tina import run_dir as rd
 from tina.evaluate import evaluate_model, evaluate_run
 from tina.evaluate import lighteval_run as lr
-from tina.evaluate.results import EVAL_DIR
 
 DATA = {name: str(FIXTURES / "benchmarks" / f"{name}.jsonl") for name in bm.PAPER_BENCHMARKS}
 TOY_SIZE = 4
@@ -40,7 +37,7 @@ def config(python: str, **overrides) -> dict:
 
 def run_details(root: Path, target: str, name: str, seed: int = 0) -> list[dict]:
     bench = bm.get(name)
-    out = root / EVAL_DIR / target / "lighteval" / lr.system_key(bm.system_prompt(bench)) / f"seed-{seed}"
+    out = root / rd.EVAL / target / "lighteval" / lr.system_key(bm.system_prompt(bench)) / f"seed-{seed}"
     return lr.details(out, bench.lighteval_task, n_samples=2)
 
 
@@ -49,29 +46,15 @@ def examples(name: str) -> list[dict]:
     return [bm.build_example(bench, r) for r in bm.load_rows(bench, path=DATA.get(name), toy_size=TOY_SIZE)]
 
 
-def _tree(path: Path) -> dict[str, str]:
-    """Every entry under `path` with its content hash (a link: its target): a write anywhere shows."""
-    out = {}
-    for p in sorted(path.rglob("*")):
-        key = str(p.relative_to(path))
-        if p.is_symlink():
-            out[key] = "-> " + os.readlink(p)
-        elif p.is_file():
-            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
-        else:
-            out[key] = "dir"
-    return out
-
-
 @needs_tiny
 @pytest.mark.slow
 def test_every_benchmark_through_lighteval_agrees_with_tinas_checker(tmp_path, lighteval_python):
     names = list(bm.PAPER_BENCHMARKS) + ["toy"]
-    before = _tree(TINY)
+    before = tree_digest(TINY_MODEL)
     started = time.time()
-    records = evaluate_model(str(TINY), tmp_path, config(lighteval_python, benchmarks=names))
+    records = evaluate_model(str(TINY_MODEL), tmp_path, config(lighteval_python, benchmarks=names))
     seconds = time.time() - started
-    assert _tree(TINY) == before  # the base was evaluated through links to its weights, never written
+    assert tree_digest(TINY_MODEL) == before  # the base was evaluated through links to its weights, never written
     assert sorted(r["benchmark"] for r in records) == sorted(names)
     agree = total = correct = 0
     for r in records:
@@ -103,13 +86,13 @@ def test_every_benchmark_through_lighteval_agrees_with_tinas_checker(tmp_path, l
 def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weights(tmp_path, lighteval_python,
                                                                                   monkeypatch):
     base = tmp_path / "base-model"
-    shutil.copytree(TINY, base)
-    run = make_run(tmp_path, steps=(2,), final_step=3)  # two LoRA adapters with different weights
+    shutil.copytree(TINY_MODEL, base)
+    run = lora_run(tmp_path, steps=(2,), final_step=3)  # two LoRA adapters with different weights
     (run / rd.CONFIG).write_text(yaml.safe_dump({"model": {"name_or_path": str(base), "chat_template": None}}))
     home = tmp_path / "home"  # lighteval's default cache is ~/.cache/huggingface/lighteval
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    weights = {d: _tree(d) for d in (base, run / rd.CHECKPOINTS / "checkpoint-2", run / rd.ADAPTER)}
+    weights = {d: tree_digest(d) for d in (base, run / rd.CHECKPOINTS / "checkpoint-2", run / rd.ADAPTER)}
 
     records = evaluate_run(run, config(lighteval_python, checkpoints="all"))
     assert [r["checkpoint"] for r in records] == ["checkpoint-2", "adapter"]
@@ -124,10 +107,10 @@ def test_each_checkpoint_gets_its_own_answers_and_nothing_is_written_into_weight
     assert [p["texts"] for p in run_details(run, "adapter", "toy", seed=0)] == texts["adapter"]
     assert [p["texts"] for p in run_details(run, "adapter", "toy", seed=1)] != texts["adapter"]
 
-    assert {d: _tree(d) for d in weights} == weights  # not a byte, link or directory added inside
+    assert {d: tree_digest(d) for d in weights} == weights  # not a byte, link or directory added inside
     assert not (home / ".cache" / "huggingface" / "lighteval").exists()
     for target in ("checkpoint-2", "adapter"):
-        work = run / EVAL_DIR / target / "lighteval"
+        work = run / rd.EVAL / target / "lighteval"
         assert not (work / lr.MODEL).exists() and not list(work.rglob("cache"))  # evaluated copies, caches: gone
 
 
@@ -175,7 +158,7 @@ print(json.dumps(out))
 
 def test_provisioning_fails_in_seconds_naming_what_is_missing(tmp_path):
     env = {**os.environ, "TINA_LIGHTEVAL_VENV": str(tmp_path / "venv"), "TINA_LIGHTEVAL_BASE_PYTHON": "python3.99"}
-    proc = subprocess.run(["bash", str(LIGHTEVAL_SCRIPT)], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "lighteval-env.sh")], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0 and "python3.99 not found" in proc.stderr and not proc.stdout
-    proc = subprocess.run(["bash", str(LIGHTEVAL_SCRIPT), "--cuda"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "lighteval-env.sh"), "--cuda"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "allowed: (none) | --gpu | --lock" in proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_config import compose_cfg, options
+from tests.helpers import compose_cfg, options
 from tina.config import ConfigError, validate
 from tina.data import load_train
 from tina.rewards import get_reward

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-EVAL_DIR = "eval"
+from tina.run_dir import EVAL as EVAL_DIR
 
 
 def result_path(root: str | Path, checkpoint: str, benchmark: str) -> Path:
