@@ -35,23 +35,12 @@ def cluster():
     return up.stdout.strip().splitlines()[-1]
 
 
-LIGHTEVAL_SCRIPT = ROOT / "scripts" / "lighteval-env.sh"
-
 
 @pytest.fixture(scope="session")
 def lighteval_python() -> str:
-    """scripts/lighteval-env.sh: lighteval's own venv, installed on first use (~4-5 min), then ~0.1 s.
+    """lighteval's own venv (scripts/lighteval-env.sh: installed on first use, ~4-5 min, then ~0.1 s);
+    TINA_LIGHTEVAL_PYTHON names one made some other way."""
+    from tests.helpers import provisioned
 
-    TINA_LIGHTEVAL_PYTHON names an environment made some other way. Without a way to provision
-    (no python3.11, no registry) the tests skip, except in CI, where they must run.
-    """
-    given = os.environ.get("TINA_LIGHTEVAL_PYTHON")
-    if given:
-        return given
-    out = sh("bash", str(LIGHTEVAL_SCRIPT), timeout=1800)
-    if out.returncode != 0:
-        reason = f"scripts/lighteval-env.sh failed:\n{out.stderr[-3000:]}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the lighteval tests: {reason}")
-        pytest.skip(reason)
-    return out.stdout.strip().splitlines()[-1]
+    return os.environ.get("TINA_LIGHTEVAL_PYTHON") or provisioned(
+        ["bash", str(ROOT / "scripts" / "lighteval-env.sh")], "lighteval's environment")

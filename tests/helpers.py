@@ -224,6 +224,19 @@ def hand_written_sweep(sweep: Path) -> Path:
     return sweep
 
 
+# ----------------------------------------------------------------------------- provisioned tools
+def provisioned(cmd: list[str], what: str, timeout: float = 1800) -> str:
+    """Run an idempotent provisioning script (scripts/*.sh) and return the last line it prints (a path).
+    When it fails the tests that need it skip, except under CI, where they must run: fail instead."""
+    up = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if up.returncode != 0:
+        why = f"{what} unavailable: {' '.join(cmd[1:])} failed: {up.stderr.strip()[-2000:] or '?'}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the tests that need {what}: {why}")
+        pytest.skip(why)
+    return up.stdout.strip().splitlines()[-1]
+
+
 # ----------------------------------------------------------------------------- evaluation
 FIXTURES = Path(__file__).parent / "fixtures"
 # The embedded tiny model; TINA_TINY_MODEL points elsewhere (a model being rebuilt, say).
