@@ -7,6 +7,7 @@
 #                                        # (benchmarks/real_shape.py: no download; its answers are noise)
 #   scripts/gpu-check.sh MODEL           # a local path or hub id of a Qwen2-architecture model, e.g.
 #                                        # deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (then the toy scores mean something)
+#   scripts/gpu-check.sh --commands [MODEL [PYTHON]]   # print the training and evaluation arguments, run nothing
 #
 # Needs: an NVIDIA GPU; tina's environment with vLLM (pip install -e '.[vllm]'); registry access the
 # first time, for lighteval's own environment (scripts/lighteval-env.sh --gpu: a few minutes once, then
@@ -18,10 +19,9 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python}
 MODEL=${1:-random}
-WORK=${GPU_CHECK_DIR:-$(mktemp -d /tmp/tina-gpu-check.XXXX)}
+WORK=${GPU_CHECK_DIR:-}
 STEPS=${GPU_CHECK_STEPS:-3}
 TOKENS=${GPU_CHECK_TOKENS:-256}
-mkdir -p "$WORK"
 T0=$(date +%s)
 declare -a REPORT=()
 
@@ -68,12 +68,31 @@ lighteval_env() {
   if [ -n "${TINA_LIGHTEVAL_PYTHON:-}" ]; then echo "$TINA_LIGHTEVAL_PYTHON"; else bash scripts/lighteval-env.sh --gpu; fi
 }
 
-train() {
-  "$PY" -m tina.train hydra.run.dir="$WORK/run" \
+# One argument a line (paths may hold spaces): read back with mapfile.
+train_args() {
+  printf '%s\n' hydra.run.dir="$WORK/run" \
     model=deepseek_r1_distill_qwen_1_5b model.name_or_path="$MODEL" model.attn_implementation=sdpa \
     compute=gpu compute.num_processes=1 compute.vllm_max_model_length=$((TOKENS + 512)) \
     dataset=toy dataset.eval_size=0 algorithm.num_generations=4 algorithm.max_completion_length="$TOKENS" \
     train.prompts_per_step=2 train.max_steps="$STEPS" train.save_steps="$STEPS" wandb.mode=disabled
+}
+
+eval_args() {
+  printf '%s\n' run_dir="$WORK/run" eval=gpu eval.lighteval_python="$LE" eval.checkpoints=last \
+    eval.benchmarks=[toy] eval.toy_size=32 eval.n_samples=2 eval.seeds=[0] eval.max_new_tokens="$TOKENS" \
+    eval.vllm.max_model_length=$((TOKENS + 512)) eval.vllm.gpu_memory_utilization=0.5
+}
+
+if [ "${1:-}" = "--commands" ]; then  # both commands' arguments, a line each, "--" between (tests/test_real_shape.py)
+  MODEL=${2:-MODEL} LE=${3:-LIGHTEVAL_PYTHON} WORK=${WORK:-WORK}
+  train_args; echo --; eval_args; exit 0
+fi
+WORK=${WORK:-$(mktemp -d /tmp/tina-gpu-check.XXXX)}
+mkdir -p "$WORK"
+
+train() {
+  local args; mapfile -t args < <(train_args)
+  "$PY" -m tina.train "${args[@]}"
   "$PY" - "$WORK/run" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -88,9 +107,8 @@ EOF
 }
 
 evaluate() {
-  "$PY" -m tina.evaluate run_dir="$WORK/run" eval=gpu eval.lighteval_python="$LE" eval.checkpoints=last \
-    eval.benchmarks=[toy] eval.toy_size=32 eval.n_samples=2 eval.seeds=[0] eval.max_new_tokens="$TOKENS" \
-    eval.vllm.max_model_length=$((TOKENS + 512)) eval.vllm.gpu_memory_utilization=0.5
+  local args; mapfile -t args < <(eval_args)
+  "$PY" -m tina.evaluate "${args[@]}"
 }
 
 echo "gpu-check: work folder $WORK"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.real_shape import SHAPE_1_5B
+from tests.helpers import TINY_MODEL
 from tina import run_dir as rd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,3 +84,29 @@ def test_gpu_check_without_a_gpu_fails_at_once_saying_why(tmp_path):
     assert proc.returncode == 1
     assert "[preflight] FAILED" in proc.stderr and "needs an NVIDIA GPU" in proc.stderr
     assert not (tmp_path / "model").exists() and not (tmp_path / "run").exists()  # nothing built or trained
+
+
+def test_gpu_check_commands_are_valid_configs(tmp_path):
+    """What scripts/gpu-check.sh will run on the GPU machine composes and validates here, so a config
+    change breaks this test rather than the check on a GPU someone waited for."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tina.evaluate.config import check_override_keys, to_eval_config
+    from tina.train import precheck
+
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), "--commands", str(TINY_MODEL),
+                          sys.executable], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "GPU_CHECK_DIR": str(tmp_path / "work")})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    train_args, eval_args = lines[: lines.index("--")], lines[lines.index("--") + 1:]
+    assert "compute=gpu" in train_args and f"model.name_or_path={TINY_MODEL}" in train_args
+    GlobalHydra.instance().clear()
+    precheck(train_args)  # composes and validates compute=gpu with vLLM colocated, as tina.train will
+    check_override_keys(eval_args)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        ec = to_eval_config(compose("evaluate", overrides=eval_args).eval)
+    assert ec.backend.value == "vllm" and ec.lighteval_python == sys.executable and ec.checkpoints.value == "last"
+    assert not (tmp_path / "work").exists()  # printing the commands builds and runs nothing
