@@ -227,7 +227,7 @@ def test_random_fuzz_never_raises():
         _check_shape(name, out, len(texts))
 
 
-def test_slow_math_is_cut_off_and_signal_handler_restored():
+def test_slow_math_is_cut_off_and_signal_handler_restored(in_process):
     before = signal.getsignal(signal.SIGALRM)
     start = time.monotonic()
     assert accuracy_reward(["\\boxed{(10^{10})!}"], solution=["$68$"]) == [0.0]
@@ -235,7 +235,7 @@ def test_slow_math_is_cut_off_and_signal_handler_restored():
     assert signal.getsignal(signal.SIGALRM) is before
 
 
-def test_off_the_main_thread():
+def test_off_the_main_thread(in_process):
     # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
     out = {}
 
@@ -264,13 +264,32 @@ def fresh_cache():
     yield
 
 
+def _start(workers):
+    math_check.set_workers(workers)
+    math_check.judge([("\\boxed{1}", "$1$")])  # the pool starts at the first check
+    while math_check._pool is not None and math_check._pool._starting:  # until every worker is up
+        math_check.judge([("\\boxed{1}", "$1$")] * 2)
+
+
+@pytest.fixture
+def in_process():
+    _start(0)
+    yield
+    math_check.set_workers(None)
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def workers(request):
+    _start(request.param)
+    yield request.param
+    math_check.set_workers(None)
+
+
 @pytest.fixture(scope="module")
 def pool():  # one pool for the module's pool tests: each start costs seconds here
-    math_check.set_workers(2)
-    while math_check._pool._starting:  # judge() waits for a worker to start when none is free
-        math_check.judge([("\\boxed{1}", "$1$")] * 2)
+    _start(2)
     yield math_check._pool
-    math_check.set_workers(0)
+    math_check.set_workers(None)
 
 
 # (completion, whether its check runs past the bound) for the worst cases known
@@ -286,7 +305,7 @@ HOSTILE = [
 ]
 
 
-def test_no_completion_costs_more_than_the_bound_however_many_rewards_score_it(fresh_cache):
+def test_no_completion_costs_more_than_the_bound_however_many_rewards_score_it(fresh_cache, workers):
     cosine = get_reward("cosine")
     for text, slow in HOSTILE:
         logged = {}
@@ -348,6 +367,13 @@ def test_worker_pool_kills_and_replaces_a_worker_that_ignores_the_alarm(pool):
             os.kill(stuck.pid, signal.SIGKILL)
     pids = {process.pid for process, _ in pool._idle} | {p.pid for p in pool._starting.values()}
     assert len(pids) == 2 and stuck.pid not in pids
+
+
+def test_default_workers_follow_the_cpus_of_this_process(monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    assert math_check.default_workers() == (min(math_check.MAX_WORKERS, cpus) if cpus >= 2 else 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus))  # one training process per CPU: none left over
+    assert math_check.default_workers() == 0
 
 
 def test_set_workers_checks_its_argument():

@@ -9,10 +9,10 @@ seconds to minutes and stalls the whole GPU step. So here:
   at CHECK_SECONDS and then scores TIMEOUT (wrong, and counted by the rewards);
 - each verdict is cached by (completion tail, gold), the timeout verdict included, so a
   completion costs its bound once per step however many rewards score it;
-- `set_workers(n)` spreads a group's checks over n worker processes, each bounded by a signal in
-  its own main thread, and one stuck in C code that ignores signals is killed at CHECK_SECONDS
-  and replaced. The default is 0 (checks run in the calling process), chosen by
-  benchmarks/bench_rewards.py (see benchmarks/RESULTS.md).
+- a group's checks are spread over worker processes (`default_workers()`: one per CPU, at most 8,
+  none on a single CPU; `set_workers` overrides it), each bounded by a signal in its own main
+  thread, and one stuck in C code that ignores signals is killed at CHECK_SECONDS and replaced.
+  Chosen by benchmarks/bench_rewards.py (figures in benchmarks/RESULTS.md).
 
 math-verify's own timeouts do not fit: they are whole seconds (`signal.alarm`), apply per parse and
 per gold/answer comparison (so several per completion), are swallowed into "wrong" (a timeout
@@ -26,6 +26,7 @@ import enum
 import hashlib
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -285,22 +286,59 @@ class _Pool:
         return out
 
 
+def default_workers() -> int:
+    """One worker per CPU this process may use, shared among the node's training processes
+    (LOCAL_WORLD_SIZE, set by torchrun/accelerate), at most MAX_WORKERS; 0 below two.
+
+    Measured on 2 shared cores (benchmarks/RESULTS.md): 2 workers were faster than none for
+    realistic and hostile steps alike, 4 were slower for realistic ones and let checks of
+    well-formed answers run into the bound (the pool's checks then compete for the cores).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    n = min(MAX_WORKERS, cpus // local)
+    return n if n >= 2 else 0
+
+
+# A step's 48-64 completions take 6-8 rounds at 8 workers (hostile: ~5-6 s instead of ~40 s); more
+# workers mostly add memory (~60 MB each) and start-up.
+MAX_WORKERS = 8
+_workers: Optional[int] = None  # None: default_workers(), chosen at the first check
 _pool: Optional[_Pool] = None
+_log = logging.getLogger(__name__)
 
 
-def set_workers(n: int) -> None:
-    """Check with n worker processes (n >= 1), or in the calling process (n = 0, the default)."""
-    global _pool
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"math-check workers must be an integer >= 0, got {n!r}")
+def set_workers(n: Optional[int]) -> None:
+    """Check in n worker processes (n >= 1), in the calling process (0), or as default_workers() (None).
+
+    The pool starts at the next check; in the calling process the bound is a signal at 80% of
+    CHECK_SECONDS, which a long C call or an overloaded machine can delay (measured: up to 1.25 s
+    at load average 9 on 2 cores), while a worker that overruns is killed at CHECK_SECONDS.
+    """
+    global _pool, _workers
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"math-check workers must be an integer >= 0 (or None: default), got {n!r}")
     if _pool is not None:
         _pool.close()
-    _pool = _Pool(n) if n else None
+        _pool = None
+    _workers = n
 
 
 def judge(tasks: list[tuple[str, Optional[str]]]) -> list[tuple[Verdict, float]]:
     """(verdict, seconds) for each (completion tail, gold) task, uncached, each bounded by CHECK_SECONDS."""
-    if _pool is not None and len(tasks) > 1:
+    global _pool, _workers
+    if _workers is None:
+        _workers = default_workers()
+    if _workers and _pool is None and tasks:
+        try:
+            _pool = _Pool(_workers)
+        except Exception as e:  # e.g. no forkserver here: checks still run, bounded by a signal
+            _log.warning("math-check workers could not start (%s); checking in this process", e)
+            _workers = 0
+    if _pool is not None:
         return _pool.judge(tasks)
     _warm_up()
     return [_judge_here(task) for task in tasks]
