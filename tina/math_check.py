@@ -6,7 +6,9 @@ string, 5000 nested braces, `\\boxed{9^{9^{9^9}}}`. Unbounded, one such completi
 seconds to minutes and stalls the whole GPU step. So here:
 
 - every check (gold parse if that gold is new to the process + answer parse + verify) is cut off
-  at CHECK_SECONDS and then scores TIMEOUT (wrong, and counted by the rewards);
+  at CHECK_SECONDS and then scores TIMEOUT (wrong, and counted by the rewards): in a worker process
+  it is killed there; in the calling process a signal fires at 80% of it, which a long C call or
+  an overloaded CPU can delay (see set_workers);
 - each verdict is cached by (completion tail, gold), the timeout verdict included, so a
   completion costs its bound once per step however many rewards score it;
 - a group's checks are spread over worker processes (`default_workers()`: one per CPU, at most 8,
@@ -328,7 +330,10 @@ def set_workers(n: Optional[int]) -> None:
 
 
 def judge(tasks: list[tuple[str, Optional[str]]]) -> list[tuple[Verdict, float]]:
-    """(verdict, seconds) for each (completion tail, gold) task, uncached, each bounded by CHECK_SECONDS."""
+    """(verdict, seconds) for each (completion tail, gold) task, uncached, each bounded by CHECK_SECONDS.
+
+    One caller at a time (TRL calls its reward functions one after another): the pool is not shared.
+    """
     global _pool, _workers
     if _workers is None:
         _workers = default_workers()
