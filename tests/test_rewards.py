@@ -371,7 +371,8 @@ def test_worker_pool_kills_and_replaces_a_worker_that_ignores_the_alarm(pool):
 
 def test_default_workers_follow_the_cpus_of_this_process(monkeypatch):
     cpus = len(os.sched_getaffinity(0))
-    assert math_check.default_workers() == (min(math_check.MAX_WORKERS, cpus) if cpus >= 2 else 0)
+    expected = min(math_check.MAX_WORKERS, cpus)
+    assert math_check.default_workers() == (expected if expected >= math_check.MIN_POOL_CPUS else 0)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus))  # one training process per CPU: none left over
     assert math_check.default_workers() == 0
 

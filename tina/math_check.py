@@ -11,8 +11,8 @@ seconds to minutes and stalls the whole GPU step. So here:
   an overloaded CPU can delay (see set_workers);
 - each verdict is cached by (completion tail, gold), the timeout verdict included, so a
   completion costs its bound once per step however many rewards score it;
-- a group's checks are spread over worker processes (`default_workers()`: one per CPU, at most 8,
-  none on a single CPU; `set_workers` overrides it), each bounded by a signal in its own main
+- with 4 CPUs or more a group's checks are spread over worker processes (`default_workers()`: one
+  per CPU, at most 8; `set_workers` overrides it), each bounded by a signal in its own main
   thread, and one stuck in C code that ignores signals is killed at CHECK_SECONDS and replaced.
   Chosen by benchmarks/bench_rewards.py (figures in benchmarks/RESULTS.md).
 
@@ -290,11 +290,14 @@ class _Pool:
 
 def default_workers() -> int:
     """One worker per CPU this process may use, shared among the node's training processes
-    (LOCAL_WORLD_SIZE, set by torchrun/accelerate), at most MAX_WORKERS; 0 below two.
+    (LOCAL_WORLD_SIZE, set by torchrun/accelerate), at most MAX_WORKERS; 0 (checks in the
+    calling process) below MIN_POOL_CPUS.
 
-    Measured on 2 shared cores (benchmarks/RESULTS.md): 2 workers were faster than none for
-    realistic and hostile steps alike, 4 were slower for realistic ones and let checks of
-    well-formed answers run into the bound (the pool's checks then compete for the cores).
+    Measured on 2 shared cores (benchmarks/RESULTS.md), 2 workers halved a hostile step (24.4 ->
+    12.5 s) but made a realistic one slower (0.25 -> 0.43 s: the checks take ~1 ms, a worker's
+    round trip more, and the workers compete with the caller for the cores); realistic steps are
+    the common case, so 2 CPUs check in-process. From 4 CPUs on, idle while the GPU waits for
+    rewards, the pool is expected to win both (not measured here: no such machine).
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
@@ -302,12 +305,13 @@ def default_workers() -> int:
     except ValueError:
         local = 1
     n = min(MAX_WORKERS, cpus // local)
-    return n if n >= 2 else 0
+    return n if n >= MIN_POOL_CPUS else 0
 
 
-# A step's 48-64 completions take 6-8 rounds at 8 workers (hostile: ~5-6 s instead of ~40 s); more
+# A step's 48-64 completions take 6-8 rounds at 8 workers (hostile: ~3-5 s instead of ~24 s); more
 # workers mostly add memory (~60 MB each) and start-up.
 MAX_WORKERS = 8
+MIN_POOL_CPUS = 4
 _workers: Optional[int] = None  # None: default_workers(), chosen at the first check
 _pool: Optional[_Pool] = None
 _log = logging.getLogger(__name__)

@@ -13,9 +13,11 @@ passes (`prompts`, dataset columns, `trainer_state`, ...) are ignored except `pr
 groups completions for the length reward.
 
 No completion text makes a reward raise: anything math-verify cannot read scores as wrong. The
-math-verify rewards (accuracy, length, cosine) share one verdict per completion (`tina.math_check`):
-no completion costs more than math_check.CHECK_SECONDS (1 s) of reward time in a step, however many
-of them score it; one that hits the bound scores as wrong and is counted under TIMEOUTS_METRIC.
+math-verify rewards (accuracy, length, cosine) share one verdict per completion (`tina.math_check`),
+so a completion's check runs once per step however many of them score it, and is cut off at
+math_check.CHECK_SECONDS (1 s; in-process by a signal at 0.8 s that an overloaded CPU can delay,
+in a worker process by a kill at 1 s); one cut off scores as wrong and is counted under
+TIMEOUTS_METRIC.
 """
 
 from __future__ import annotations
