@@ -16,6 +16,7 @@ so timeouts are counted), each completion new to the verdict cache. Contents:
 For each (content, workers) it prints the per-completion check time (max and p99, from
 `math_check.judge`, uncached) and the end-to-end step time (all four rewards, median of --reps),
 repetitions interleaved across worker counts. workers 0 = checks in the calling process.
+Figures and the default they chose: benchmarks/RESULTS.md, section 6.
 """
 
 from __future__ import annotations
