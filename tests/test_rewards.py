@@ -349,6 +349,23 @@ def test_worker_pool_gives_the_serial_verdicts(fresh_cache, pool):
     assert [v for v, _ in math_check.judge(tasks)] == [math_check._judge_here(t)[0] for t in tasks]
 
 
+def test_worker_pool_bounds_checks_off_the_main_thread(fresh_cache, pool):
+    # In-process, off the main thread only a trace function bounds a check, and it cannot stop
+    # CPython's power loop (\\boxed{9^{9^{9^9}}} ran > 30 s there); a worker's signal can.
+    out = {}
+
+    def run():
+        start = time.monotonic()
+        out["r"] = accuracy_reward(["\\boxed{9^{9^{9^9}}}", "\\boxed{0.5}"], solution=["$1/2$"] * 2)
+        out["t"] = time.monotonic() - start
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert out["r"] == [0.0, 1.0]
+    assert out["t"] <= math_check.CHECK_SECONDS + TOLERANCE
+
+
 def test_worker_pool_kills_and_replaces_a_worker_that_ignores_the_alarm(pool):
     # A stopped process stands for one stuck in a C call that never checks for signals.
     (stuck, _), (other, _) = pool._idle
