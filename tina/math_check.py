@@ -339,9 +339,11 @@ def judge(tasks: list[tuple[str, Optional[str]]]) -> list[tuple[Verdict, float]]
     One caller at a time (TRL calls its reward functions one after another): the pool is not shared.
     """
     global _pool, _workers
+    if not tasks:
+        return []
     if _workers is None:
         _workers = default_workers()
-    if _workers and _pool is None and tasks:
+    if _workers and _pool is None:
         try:
             _pool = _Pool(_workers)
         except Exception as e:  # e.g. no forkserver here: checks still run, bounded by a signal
@@ -364,8 +366,9 @@ def _key(task: tuple[str, Optional[str]]) -> tuple:
 def verdicts(contents: list[str], golds: list) -> list[Verdict]:
     """The verdict for each completion text against its gold; each check runs at most once.
 
-    A new check costs at most CHECK_SECONDS of wall time, its gold's parse included unless that
-    gold was already parsed in the process that checks it; a cached one costs a hash of its tail.
+    A new check is cut off at CHECK_SECONDS of wall time (as firmly as the module docstring says),
+    its gold's parse included unless that gold was already parsed in the process that checks it; a
+    cached one costs a hash of its tail.
     """
     tasks = [(c[-MAX_PARSE_CHARS:], None if g is None else str(g)) for c, g in zip(contents, golds)]
     keys = [_key(t) for t in tasks]
