@@ -235,20 +235,26 @@ def test_slow_math_is_cut_off_and_signal_handler_restored(in_process):
     assert signal.getsignal(signal.SIGALRM) is before
 
 
-def test_off_the_main_thread(in_process):
-    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
+def _accuracy_in_a_thread(texts, gold):
+    """accuracy_reward(texts) called off the main thread: (rewards, seconds)."""
     out = {}
 
     def run():
         start = time.monotonic()
-        out["r"] = accuracy_reward(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], solution=["$1/2$"] * 2)
+        out["r"] = accuracy_reward(texts, solution=[gold] * len(texts))
         out["t"] = time.monotonic() - start
 
     thread = threading.Thread(target=run)
     thread.start()
     thread.join(timeout=60)
-    assert out["r"] == [1.0, 0.0]
-    assert out["t"] < 2 * math_check.CHECK_SECONDS + 2
+    return out["r"], out["t"]
+
+
+def test_off_the_main_thread(in_process):
+    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
+    rewards, seconds = _accuracy_in_a_thread(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], "$1/2$")
+    assert rewards == [1.0, 0.0]
+    assert seconds < 2 * math_check.CHECK_SECONDS + 2
 
 
 MATH_REWARDS = ("accuracy", "length", "cosine")
@@ -352,18 +358,9 @@ def test_worker_pool_gives_the_serial_verdicts(fresh_cache, pool):
 def test_worker_pool_bounds_checks_off_the_main_thread(fresh_cache, pool):
     # In-process, off the main thread only a trace function bounds a check, and it cannot stop
     # CPython's power loop (\\boxed{9^{9^{9^9}}} ran > 30 s there); a worker's signal can.
-    out = {}
-
-    def run():
-        start = time.monotonic()
-        out["r"] = accuracy_reward(["\\boxed{9^{9^{9^9}}}", "\\boxed{0.5}"], solution=["$1/2$"] * 2)
-        out["t"] = time.monotonic() - start
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    assert out["r"] == [0.0, 1.0]
-    assert out["t"] <= math_check.CHECK_SECONDS + TOLERANCE
+    rewards, seconds = _accuracy_in_a_thread(["\\boxed{9^{9^{9^9}}}", "\\boxed{0.5}"], "$1/2$")
+    assert rewards == [0.0, 1.0]
+    assert seconds <= math_check.CHECK_SECONDS + TOLERANCE
 
 
 def test_worker_pool_kills_and_replaces_a_worker_that_ignores_the_alarm(pool):
