@@ -1,4 +1,4 @@
-"""The rewards against their RECIPES.md definitions, on hand-computed values."""
+"""The rewards against the paper's definitions (tina/rewards.py docstrings), on hand-computed values."""
 
 import math
 import os

@@ -75,7 +75,7 @@ for _logger in ("math_verify.parser", "math_verify.grader"):
 _ANSWER_CONFIG = [
     LatexExtractionConfig(
         # Answers must be well-formed LaTeX; equations=True is left out (math-verify 0.9 warns
-        # on every call with it, STACK.md).
+        # on every call with it).
         normalization_config=NormalizationConfig(
             nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
         ),

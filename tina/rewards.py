@@ -6,7 +6,7 @@ so a reward needs no class, no trainer and no model; each one is unit-tested on 
 values, and the config names rewards by string (`get_reward`), checked (`REWARD_NAMES`,
 `reward_params`) before any model loads.
 
-Definitions follow /work/shared/reference/RECIPES.md ("Rewards"); lengths are in characters.
+Definitions follow the paper's released reward code (arXiv 2504.15777, open-r1 lineage); lengths are in characters.
 `completions` is a list of strings or of conversations (the last message's content is scored);
 the gold answers arrive as `solution=[...]`, one per completion; other keyword arguments TRL
 passes (`prompts`, dataset columns, `trainer_state`, ...) are ignored except `prompts`, which
