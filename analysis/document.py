@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-BAD_STATUS = ("failed", "stale", "empty")  # a status cell that says the run needs attention
+BAD_STATUS = ("failed", "died", "interrupted", "unreadable", "no summary", "not started")  # needs attention
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ returns the training curves in long form, ``collect_evals`` the evaluation resul
 Only a path that does not exist or holds no run raises (FileNotFoundError / ValueError). Rows
 come from the disk cache (``analysis.cache``) where the run's files are unchanged, else from a
 process pool (fork; 1,000 runs x 1,000 steps in 11.7 s on 2 cores). Status and dollars are
-computed here, never cached: status depends on the clock (``stale``), dollars on the prices.
+computed here, never cached: status depends on whether a process still holds the run, dollars on
+the prices.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -92,24 +92,11 @@ def _runs_of(paths) -> list[tuple[Path, Path]]:
     return out
 
 
-def _status(row: dict, last_write: float, now: float, stale_after: float | None) -> str:
-    s = row.get("summary_status")
-    if s == "failed":
-        return "failed"
-    if not row.get("logged_steps"):
-        return "failed" if row.get("error") else "empty"
-    if s in (None, "running"):
-        if stale_after is not None and last_write and now - last_write > stale_after:
-            return "stale"
-        return "running"
-    return str(s)
-
-
 def _cost_columns(row: dict, status: str, prices, notes: list) -> dict:
     summ = dict(row.pop("_summary", None) or {})
     wall = summ.get("wall_seconds")
     st = row.pop("_step_time_sum", 0.0) or 0.0
-    if status in ("running", "stale") and st > (wall or 0):  # summary's wall is written at the end
+    if status in ("running", "died", "no summary") and st > (wall or 0):  # summary's wall is written at the end
         wall = st
     summ["wall_seconds"] = wall or 0.0
     out = {"wall_seconds": wall}
@@ -140,12 +127,12 @@ def _column_rank(col: str):
     return (len(_ORDER), "")
 
 
-def collect(*paths, prices=None, workers: int | None = None, cache: bool = True,
-            stale_after: float | None = 3600.0) -> pd.DataFrame:
+def collect(*paths, prices=None, workers: int | None = None, cache: bool = True) -> pd.DataFrame:
     """One row per run found under ``paths`` (module docstring: eval format, speed).
 
-    Columns: run, name (relative to its sweep), sweep, status (completed / failed / running /
-    stale / preempted / stopped_early / empty), summary_status (as summary.json says); the
+    Columns: run, name (relative to its sweep), sweep, status (tina.run_dir.run_state: completed,
+    stopped_early, failed, interrupted, preempted, running, died, not started, no summary,
+    unreadable; its reason goes to notes), summary_status (as summary.json says); the
     overrides (``df.attrs["overrides"]``, typed) and CONFIG_COLUMNS; steps, max_steps,
     stop_at_step, logged_steps, epochs; for reward, format, accuracy, length, kl: <m>_peak,
     <m>_peak_step, <m>_final (last logged value), length_min; transition_step,
@@ -157,8 +144,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True,
     ``prices``: a {gpu_type: USD/GPU-hour} mapping or a YAML file like analysis/prices.yaml.
     ``workers``: processes for the per-run work (None: CPUs up to 16; 1: serial). ``cache``: reuse
     rows of unchanged runs (``$TINA_ANALYSIS_CACHE``, else ~/.cache/tina/collect).
-    ``stale_after``: a "running" run whose files have not changed for this many seconds is
-    "stale" (None: never). The override columns are listed in ``df.attrs["overrides"]``.
+    The override columns are listed in ``df.attrs["overrides"]``.
     """
     if isinstance(prices, (str, os.PathLike)):
         prices = cost.load_prices(prices)
@@ -171,14 +157,17 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True,
         if cache:
             row_cache.put(pairs[i][0], fps[i][0], row)
 
-    now, out, override_keys = time.time(), [], {}
-    for (run, root), (_, last_write), row in zip(pairs, fps, rows):
+    out, override_keys = [], {}
+    for (run, root), row in zip(pairs, rows):
         row = dict(row)
         notes = list(row.pop("notes", []) or [])
         ov = row.pop("_overrides", {}) or {}
         for k in ov:
             override_keys.setdefault(k, None)
-        status = _status(row, last_write, now, stale_after)
+        state = rd.run_state(run)  # derived once, for tina.status and reports alike; never cached
+        status = state["status"]
+        if state["reason"] and state["reason"] not in notes:
+            notes.append(state["reason"])
         row.update(_cost_columns(row, status, prices, notes))
         for k, v in ov.items():  # the resolved config value wins where both exist
             if row.get(k) is None:

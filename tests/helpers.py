@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,7 +211,8 @@ def real_sweep(tmp_path_factory) -> Path:
 
 def hand_written_sweep(sweep: Path) -> Path:
     """A LoRA-rank sweep of five runs, one per state: completed with a transition and checkpoints,
-    completed (twice the cost), failed, empty (.hydra only) and running (half-written line)."""
+    completed (twice the cost), failed, not started (.hydra only) and running (a half-written line,
+    its lock held by this live process)."""
     full = transition_metrics()
     make_run(sweep / "0_lora.rank=4", summary=done(steps=300), metrics=full,
              overrides=["lora.rank=4"], checkpoints=(100, 200, 300))
@@ -218,10 +220,17 @@ def hand_written_sweep(sweep: Path) -> Path:
              overrides=["lora.rank=16"])
     make_run(sweep / "2_lora.rank=8", summary=done(steps=3, status="failed", error="OSError: disk full"),
              metrics=rows(3), overrides=["lora.rank=8"])
-    make_run(sweep / "3_lora.rank=32", overrides=["lora.rank=32"])  # empty
-    make_run(sweep / "4_lora.rank=64", summary={"status": "running", "steps": 0}, metrics=rows(3),
-             tail='{"st', overrides=["lora.rank=64"])
+    make_run(sweep / "3_lora.rank=32", overrides=["lora.rank=32"])  # not started
+    running = make_run(sweep / "4_lora.rank=64", summary={"status": "running", "steps": 0}, metrics=rows(3),
+                       tail='{"st', overrides=["lora.rank=64"])
+    hold_lock(running)
     return sweep
+
+
+def hold_lock(run: Path) -> None:
+    """Make `run` look held by a live writer (this test process), as a running job's is."""
+    (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                           "start_time": rd.start_time(os.getpid())}))
 
 
 # ----------------------------------------------------------------------------- provisioned tools

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 import analysis
 from analysis.phase import FORMAT_KEY, LENGTH_KEY, detect
 from analysis.runs import collect_curves, collect_evals, find_runs, override_columns
-from tests.helpers import ROOT, curve, done, make_run, rows, write_eval
+from tests.helpers import ROOT, curve, done, hold_lock, make_run, rows, write_eval
 from tina import run_dir as rd
 
 
@@ -92,14 +93,14 @@ def test_run_that_died_before_summary_reads_error_from_log(tmp_path):
     (d / "train.log").write_text("[INFO] starting\nTraceback (most recent call last):\n  File ...\n"
                                  "tina.config.ConfigError: lora.rank: must be positive, got 0\n")
     r = one(tmp_path)
-    assert r["status"] == "failed" and r["error"].startswith("tina.config.ConfigError: lora.rank")
+    assert r["status"] == "not started" and r["error"].startswith("tina.config.ConfigError: lora.rank")
     assert "no summary.json" in r["notes"] and "no config.yaml" in r["notes"]
 
 
 def test_empty_run_and_empty_or_wrong_dirs(tmp_path):
     make_run(tmp_path / "sweep" / "0_a", overrides=["lora.rank=4"])  # .hydra only
     r = one(tmp_path / "sweep")
-    assert r["status"] == "empty" and r["logged_steps"] == 0 and pd.isna(r["steps"])
+    assert r["status"] == "not started" and r["logged_steps"] == 0 and pd.isna(r["steps"])
     assert r["lora.rank"] == 4
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "nothing"))):
@@ -113,21 +114,21 @@ def test_empty_run_and_empty_or_wrong_dirs(tmp_path):
         analysis.collect()
 
 
-def test_in_progress_then_stale(tmp_path):
+def test_in_progress_then_died(tmp_path):
+    """A running run is one whose lock a live process holds (tina.run_dir.run_state, as tina.status)."""
     run = make_run(tmp_path / "r", summary={"status": "running", "steps": 0, "max_steps": 10,
                                             "wall_seconds": 0.0, "device": {"type": "cpu"}},
                    metrics=rows(4), tail='{"step": 5, "lo')
+    hold_lock(run)
     r = one(run)
     assert r["status"] == "running" and r["steps"] == 4 and r["logged_steps"] == 4
     assert r["wall_seconds"] == pytest.approx(8.0)  # 4 x step_time: summary's wall comes at the end
-    old = time.time() - 7200
-    for f in ("summary.json", "metrics.jsonl"):
-        os.utime(run / f, (old, old))
-    assert one(run)["status"] == "stale"
-    assert one(run, stale_after=None)["status"] == "running"
-    (run / "summary.json").unlink()  # metrics but no summary: running (the summary was lost)
-    r = one(run, stale_after=None)
-    assert r["status"] == "running" and r["summary_status"] is None
+    (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": 999999999}))
+    r = one(run)
+    assert r["status"] == "died" and "is gone" in r["notes"]
+    (run / "summary.json").unlink()  # metrics but no summary
+    r = one(run)
+    assert r["status"] == "no summary" and r["summary_status"] is None
 
 
 def test_missing_config_and_corrupt_summary(tmp_path):
@@ -137,7 +138,7 @@ def test_missing_config_and_corrupt_summary(tmp_path):
     assert "no config.yaml" in r["notes"]
     (run / "summary.json").write_text('{"status": "compl')
     r = one(run)
-    assert "summary.json unreadable" in r["notes"] and r["status"] == "running"
+    assert "summary.json unreadable" in r["notes"] and r["status"] == "unreadable"
 
 
 def test_overrides_are_typed_and_sorted_naturally(tmp_path):

@@ -35,7 +35,7 @@ import pytest
 from analysis.metrics import read_metrics
 from analysis.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
 from analysis.phase import main as phase_main
-from tests.helpers import curve
+from tests.helpers import curve, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,9 +226,7 @@ def test_cli_on_truncated_metrics_and_run_dir(tmp_path, capsys):
     n = 400
     df, truth = curve(5, n=n, frac=0.5, noise=0.5)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    for s in (50, 100, 150, 200, 250):
-        (run / "checkpoints" / f"checkpoint-{s}").mkdir()
+    make_run(run, overrides=None, config=False, checkpoints=(50, 100, 150, 200, 250))  # intact checkpoints
     _write_jsonl(run / "metrics.jsonl", df, truncate_last=True)
     assert read_metrics(run)["step"].max() == n - 1  # the cut line is dropped
 

@@ -117,7 +117,7 @@ def test_report_on_hand_written_sweep(tmp_path, capsys):
     training, cost = table_after(md, "*Training*"), table_after(md, "*Evaluation and cost*")
     assert [r["lora.rank"] for r in training] == ["4", "8", "16", "32", "64"]
     assert [r["lora.rank"] for r in cost] == ["4", "8", "16", "32", "64"]
-    assert [r["status"] for r in training] == ["completed", "failed", "completed", "empty", "running"]
+    assert [r["status"] for r in training] == ["completed", "failed", "completed", "not started", "running"]
     assert training[0]["held-out acc. % base→final"] == "25.0→50.0"  # a percent, like the paper's
     assert cost[2]["USD"] == "4.00" and cost[1]["notes"] == "OSError: disk full"
     assert "axes: lora.rank" in md and "Same in every run:" in md and "dataset.name=toy" in md

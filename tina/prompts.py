@@ -11,7 +11,7 @@ from typing import Callable
 
 from tina.toy import SYSTEM_PROMPT as _TOY_PROMPT
 
-# The paper's two system prompts (RECIPES.md), and the toy task's shortened one.
+# The paper's two system prompts (its released training recipes), and the toy task's shortened one.
 SYSTEM_PROMPTS = {
     # Open-RS data sets ask for \boxed{} and <think>/<answer> tags.
     "open_rs": (

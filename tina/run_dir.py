@@ -394,7 +394,7 @@ def run_state(run_dir: Path | str) -> dict:
         holder = lock.holder()
         if holder is None:
             status, row["reason"] = "died", f"no process holds the run (pid {summary.get('pid')} on {summary.get('host')} ended without a word: killed?)"
-        elif (why := lock.gone(holder)) is not None and holder.get("slurm_job") != lock.me["slurm_job"]:
+        elif (why := lock.gone(holder)) is not None:
             status, row["reason"] = "died", f"its holder is gone ({why})"
     row["status"] = status
     return row

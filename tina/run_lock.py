@@ -80,14 +80,18 @@ class RunLock:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return "released"
-        if h.get("slurm_job") and h["slurm_job"] == self.me["slurm_job"]:
-            return f"it is this SLURM job ({h['slurm_job']}) before a requeue"
         if h.get("host") == self.me["host"] and isinstance(h.get("pid"), int):
             if start_time(h["pid"]) is None or start_time(h["pid"]) != h.get("start_time"):
                 return f"its process {h['pid']} on this host is gone"
             return None
         if age > STALE_AFTER_S:
             return f"no heartbeat for {age:.0f} s (limit {STALE_AFTER_S} s)"
+        return None
+
+    def requeued(self, h: dict) -> str | None:
+        """A requeued SLURM job takes over its own lock: its old process is being killed, maybe on another node."""
+        if h.get("slurm_job") and h["slurm_job"] == self.me["slurm_job"]:
+            return f"it is this SLURM job ({h['slurm_job']}) before a requeue"
         return None
 
     def describe(self, h: dict) -> str:
@@ -115,7 +119,7 @@ class RunLock:
                 h = self.holder()
                 if h is None:
                     continue  # released meanwhile
-                why = self.gone(h)
+                why = self.requeued(h) or self.gone(h)
                 if why is None:
                     raise self.busy(h)
                 try:
