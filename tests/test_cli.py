@@ -122,7 +122,8 @@ def test_a_sweep_names_its_jobs_so_the_path_pastes_back(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
-    assert [p.name for p in jobs] == ["0_lora.rank-4__train.max_steps-2", "1_lora.rank-8__train.max_steps-2"]
+    assert [p.name for p in jobs] == [f"{i}_algorithm.max_completion_length-8__lora.rank-{r}__train.max_steps-2__"
+                                      "train.save_steps-2" for i, r in ((0, 4), (1, 8))]
     # The multirun ends with a table of its jobs and the next commands.
     assert "2 of 2 jobs finished" in proc.stdout and f"python -m analysis.report {sweep}" in proc.stdout
     for job in jobs:

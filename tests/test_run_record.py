@@ -165,6 +165,7 @@ def test_with_no_intact_checkpoint_the_run_starts_over_and_says_so(stopped_run, 
     run = _copy(stopped_run, tmp_path / "run")
     for step in (4, 8):
         DAMAGE["adapter"](rd.checkpoint_dir(run, step))
+    rd.write_summary(run, status="interrupted")  # so that the rerun trains rather than finds it finished
     proc = train(run, "train.max_steps=12", "train.stop_at_step=4")
     assert "starting over from step 0" in proc.stdout + proc.stderr
     assert _steps(run) == [1, 2, 3, 4] and summary(run)["steps"] == 4

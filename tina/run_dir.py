@@ -52,6 +52,8 @@ SET_ASIDE = "set-aside"  # checkpoints/set-aside/: damaged checkpoints, kept for
 
 # Keys that may change between a run and its resumption: where to stop, how to log, what to evaluate.
 RESUMABLE_CHANGES = ("train.stop_at_step", "train.early_stop", "train.early_stop_patience", "wandb", "eval")
+# Where the run lives is not part of the experiment: a run directory may be moved or copied.
+NOT_COMPARED = ("train.output_dir",)
 
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hydra-core", "math-verify")
@@ -140,7 +142,8 @@ def check_config(run_dir: Path, config: dict) -> None:
     old = _flatten(read_config(run_dir))
     if not old:
         return
-    changed = sorted(k for k, v in _flatten(config).items() if old.get(k) != v and not k.startswith(RESUMABLE_CHANGES))
+    changed = sorted(k for k, v in _flatten(config).items()
+                     if old.get(k) != v and not k.startswith(RESUMABLE_CHANGES + NOT_COMPARED))
     if changed:
         raise RunDirError(
             f"train.output_dir: {run_dir} holds a run with another config (differs in {changed}); "

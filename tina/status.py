@@ -135,3 +135,7 @@ def print_sweep_summary(sweep: Path) -> None:
     print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
     print_rows(rows)
     print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
