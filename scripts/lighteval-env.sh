@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lighteval's own environment, provisioned idempotently from a lock, working offline. lighteval 0.13
-# cannot share tina's environment (STACK.md: antlr4 pins), so tina.evaluate runs it as a subprocess
+# cannot share tina's environment (antlr4 pins), so tina.evaluate runs it as a subprocess
 # with this python (eval.lighteval_python). The tests call this script (tests/conftest.py), so a
 # fresh machine runs the lighteval tests instead of skipping them.
 #

@@ -1,4 +1,4 @@
-"""tina.evaluate and tina.benchmarks: benchmark definitions on rows in their real schemas, the
+"""tina.evaluate and tina.evaluate.testsets: benchmark definitions on rows in their real schemas, the
 in-process backend end to end on the embedded tiny model, checkpoint selection, the lighteval/vLLM
 invocation with the paper's settings, results files read back through analysis.collect_evals, and config
 errors that name the key and what is allowed. lighteval itself runs in tests/test_lighteval.py; the
@@ -21,7 +21,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from tests.helpers import FIXTURES, TINY_MODEL, lora_run, needs_tiny
-from tina import benchmarks as bm
+from tina.evaluate import testsets as bm
 from tina.config import ConfigError
 from tina.evaluate import evaluate_run
 from tina.evaluate import lighteval_run as lr
@@ -114,7 +114,7 @@ def test_every_benchmark_is_defined_once_with_its_hub_source():
 
 def test_unreachable_hub_names_the_data_path_override(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    code = "from tina import benchmarks as bm; bm.load_rows(bm.get('aime24'))"
+    code = "from tina.evaluate import testsets as bm; bm.load_rows(bm.get('aime24'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode != 0
     assert "eval.data_path.aime24" in out.stderr and "HuggingFaceH4/aime_2024" in out.stderr

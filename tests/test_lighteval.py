@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.helpers import FIXTURES, ROOT, TINY_MODEL, lora_run, needs_tiny, tree_digest
-from tina import benchmarks as bm
+from tina.evaluate import testsets as bm
 from tina import run_dir as rd
 from tina.evaluate import evaluate_model, evaluate_run
 from tina.evaluate import lighteval_run as lr

@@ -1,4 +1,4 @@
-"""Evaluation of a run's checkpoints, or of a model, on the benchmarks (tina/benchmarks.py).
+"""Evaluation of a run's checkpoints, or of a model, on the benchmarks (tina/evaluate/testsets.py).
 
     python -m tina.evaluate run_dir=RUN [eval=cpu|gpu] [eval.backend=transformers|accelerate|vllm]
         [eval.checkpoints=all|last|best] [eval.benchmarks=[...]]

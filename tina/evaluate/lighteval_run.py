@@ -1,6 +1,6 @@
 """lighteval backends (`eval.backend=accelerate|vllm`): lighteval 0.13 in its own environment.
 
-lighteval cannot be installed beside tina (STACK.md: it pins latex2sympy2_extended 1.0.6 and so
+lighteval cannot be installed beside tina (it pins latex2sympy2_extended 1.0.6 and so
 antlr4 4.13, Hydra needs 4.9), so it runs as a subprocess: `eval.lighteval_python -m lighteval
 {accelerate|vllm} MODEL_ARGS.yaml TASKS --custom-tasks tina/evaluate/lighteval_tasks.py ...`
 (scripts/lighteval-env.sh provisions that python). vllm is the paper's evaluation on GPUs;

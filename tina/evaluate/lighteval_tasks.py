@@ -1,8 +1,8 @@
 """lighteval 0.13 custom tasks over examples tina wrote: `lighteval accelerate|vllm ... --custom-tasks THIS_FILE`.
 
 This file runs inside lighteval's own environment (lighteval cannot share one with tina's Hydra
-and math-verify, STACK.md), so it imports nothing from tina. The benchmark logic (fields, gold,
-prompt, GPQA shuffle) lives once in tina/benchmarks.py: tina.evaluate.gpu builds the examples,
+and math-verify), so it imports nothing from tina. The benchmark logic (fields, gold,
+prompt, GPQA shuffle) lives once in tina/evaluate/testsets.py: tina.evaluate.lighteval_run builds the examples,
 writes them as <data_dir>/rows.jsonl ({"query", "choices", "gold_index"}), and names a spec file
 in TINA_LIGHTEVAL_SPEC: {"n_samples": n, "max_new_tokens": m, "tasks": [{"name", "data_dir", "metric"}]}.
 

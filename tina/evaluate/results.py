@@ -4,7 +4,7 @@ One file per pair (not one per run) so a killed or requeued job keeps what it fi
 skips it (`settings` equal), and a reader globs `RUN/eval/*/*.json` without parsing anything else.
 Keys (analysis/collect.py reads exactly these):
 
-  benchmark     str    a tina.benchmarks key: aime24 aime25 amc23 math_500 minerva gpqa_diamond toy
+  benchmark     str    a tina.evaluate.testsets key: aime24 aime25 amc23 math_500 minerva gpqa_diamond toy
   checkpoint    str    "checkpoint-N", "adapter" (the run's final adapter) or "base"
   step          int|null  training step of the weights (base of a run: 0; a model on its own: null)
   pass@1        float  mean correctness over all problems, samples and seeds, in [0, 1]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tina import benchmarks as bm
+from tina.evaluate import testsets as bm
 from tina.evaluate import results as res
 from tina.evaluate.checkpoints import Target, run_config, select
 from tina.errors import ConfigError
