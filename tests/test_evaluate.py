@@ -301,7 +301,7 @@ def test_eval_groups_compose_and_validate(tmp_path):
     "overrides, key, allowed",
     [
         (["eval.benchmarks=[aime24,aime42]"], "eval.benchmarks", "math_500"),
-        (["eval.n_samples=0"], "eval.n_samples", ">= 1"),
+        (["eval.n_samples=0"], "eval.n_samples", "[1, inf)"),
         (["eval.seeds=[]"], "eval.seeds", "at least one seed"),
         (["eval.top_p=1.5"], "eval.top_p", "(0, 1]"),
         (["eval=gpu"], "eval.lighteval_python", "scripts/lighteval-env.sh --gpu"),
