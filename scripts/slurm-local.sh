@@ -451,6 +451,6 @@ case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) status_line ;;
-  -h|--help|help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$1' (up | down | status)" ;;
 esac

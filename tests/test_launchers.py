@@ -62,6 +62,20 @@ def test_tasks_per_node_set_against_num_processes_is_refused_naming_both_keys(tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_local_launcher_starts_one_process_per_rank_the_config_asks_for(tmp_path):
+    """hydra/launcher=local: compute.num_processes=2 -> submitit starts 2 tasks, made 2 gloo ranks."""
+    from tina import run_dir as rd
+    from tina.status import sweep_status
+
+    sweep = tmp_path / "sweep"
+    proc = tina_train(tmp_path, "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", *TINY,
+                      "compute.num_processes=2", "lora.rank=4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = sweep_status(sweep)
+    summary = rd.read_summary(Path(row["run_dir"]))
+    assert summary["status"] == "completed" and summary["steps"] == 2 and summary["world_size"] == 2
+
+
 # --------------------------------------------------------------------------- documented commands
 def documented_commands() -> list[tuple[str, str]]:
     """(where, arguments) of every `python -m tina.train ...` in the comments of conf/ and sweeps/."""
