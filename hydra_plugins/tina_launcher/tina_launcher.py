@@ -31,19 +31,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-from tina.config import ConfigError, TinaConfig, validate
+from tina.config import TinaConfig
+from tina.errors import ConfigError
+from tina.schema import composition_error, validate
 
 GUARD_BAND_MIN = 10  # submitit.core.job_environment: min(0.8 T, T - 10 min) is "guaranteed"
 RESOURCES = ("nodes", "tasks_per_node", "gpus_per_node")  # what every job of one array shares
-
-
-def _one_line(e: BaseException) -> str:
-    """Hydra's composition errors wrap OmegaConf's, whose first line says what and full_key where."""
-    cause = e.__cause__ or e
-    text = str(cause).strip().splitlines()
-    message = text[0] if text else type(cause).__name__
-    key = getattr(cause, "full_key", None)
-    return f"{key}: {message}" if key and not message.startswith(key) else message
 
 
 def _refuse_on_error(check, *args) -> None:
@@ -79,7 +72,7 @@ class _Checked:
                 try:
                     cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                 except (HydraException, OmegaConfBaseException) as e:
-                    raise ConfigError(f"{where}: {_one_line(e)}") from None
+                    raise ConfigError(f"{where}: {composition_error(e)}") from None
                 if OmegaConf.get_type(cfg) is not TinaConfig:
                     continue  # the presets also serve other Hydra apps: their configs are theirs to check
                 hydra_config.set_config(cfg)  # so ${hydra:...} in the job's config resolves as in the job
