@@ -40,7 +40,7 @@ def test_a_bad_second_job_refuses_the_sweep_before_any_job_starts(launcher, swee
     assert proc.returncode != 0
     (line,) = proc.stderr.strip().splitlines()  # one line, no traceback
     job, reason = line.split("): ", 1)
-    assert job.startswith("tina: job #1 (") and reason.startswith(f"{key}"), line
+    assert job.startswith("tina: job #1 (") and key in reason.split(":")[0], line
     assert not sweep.exists() and list(tmp_path.iterdir()) == [], "no run started, no directory made"
 
 
@@ -48,8 +48,8 @@ def test_a_bad_value_with_the_default_launcher_names_the_job_and_trains_nothing(
     """The issue's command: rank 4 used to train before rank 0 was rejected."""
     proc = tina_train(tmp_path, "-m", "lora.rank=4,0", "train.max_steps=2")
     assert proc.returncode != 0 and proc.stdout == ""
-    assert proc.stderr.strip() == ("tina: job #1 (lora.rank=0 train.max_steps=2): lora.rank: must be a positive "
-                                   "integer, got 0; nothing was started")
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("tina: job #1 (lora.rank=0 train.max_steps=2): lora.rank: ") and "got 0" in line
     assert list(tmp_path.iterdir()) == []  # no multirun/DATE/TIME
 
 
