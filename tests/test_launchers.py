@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["train.max_steps=2", "algorithm.max_completion_length=16"]
+from tests.helpers import ROOT
+from tests.helpers import TINY as _TINY
+
+TINY = [*_TINY, "train.max_steps=2"]
 
 
 def tina_train(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -13,10 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import sh
+from tests.helpers import TINY
 from tina.status import sweep_status
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["algorithm.max_completion_length=16", "train.save_steps=4"]
+
 WAIT_S = 400
 
 pytestmark = pytest.mark.slurm

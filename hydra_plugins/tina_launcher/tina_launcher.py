@@ -111,9 +111,9 @@ class BasicLauncher(_Checked, _HydraBasicLauncher):
     """Hydra's basic launcher: the jobs run one after another in this process."""
 
     def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
-        from tina.train import _check_world_size
+        from tina.train import check_world_size
 
-        _check_world_size(tc)  # this process is every job's only process
+        check_world_size(tc)  # this process is every job's only process
 
 
 class _Submitit(_Checked):
