@@ -45,8 +45,9 @@ def job_config(cfg: DictConfig) -> TinaConfig | None:
         hydra_config.cfg = saved
 
 
-def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], DictConfig]]:
-    """(overrides, composed config) of every job `tina.train [-m] OVERRIDES` would run, as Hydra composes them."""
+def compose_sweep(overrides: list[str], multirun: bool):
+    """(config loader, master config, each job's overrides) of `tina.train [-m] OVERRIDES`, expanded
+    as Hydra's basic sweeper expands them (named sweeps' params first, then the command line)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra._internal.utils import create_config_search_path
@@ -56,11 +57,16 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], Di
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
     cfg = loader.load_configuration("train", overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)
     if not multirun:
-        return [(list(overrides), cfg)]
+        return loader, cfg, [list(overrides)]
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + list(cfg.hydra.overrides.task))
-    jobs = BasicSweeper.split_arguments(parsed, None)[0]
-    return [(job, loader.load_sweep_config(cfg, job)) for job in jobs]
+    return loader, cfg, BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], DictConfig]]:
+    """(overrides, composed config) of every job `tina.train [-m] OVERRIDES` would run."""
+    loader, cfg, jobs = compose_sweep(overrides, multirun)
+    return [(job, loader.load_sweep_config(cfg, job) if multirun else cfg) for job in jobs]
 
 
 def plan(jobs: list[tuple[list[str], TinaConfig]], evidence: list[costmodel.Evidence]) -> dict:

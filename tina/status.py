@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tina import run_dir as rd
 
+# {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
+RERUNS = "reruns.json"
 # SLURM states that mean the job's process is gone, whatever its summary last said.
 _SLURM_DEAD = {"CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -31,12 +33,14 @@ def _slurm_states(sweep: Path) -> dict[int, dict]:
         ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
         capture_output=True, text=True, timeout=30,
     ).stdout
+    renumbered = json.loads((sweep / RERUNS).read_text()) if (sweep / RERUNS).exists() else {}
     states = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
         array_id, _, tasks = job_id.partition("_")
-        for num in _task_range(tasks) if tasks else [0]:
-            states[num] = {"job_id": f"{array_id}_{num}" if tasks else job_id, "state": state.split()[0]}
+        for task in _task_range(tasks) if tasks else [0]:
+            num = renumbered[array_id][task] if array_id in renumbered else task
+            states[num] = {"job_id": f"{array_id}_{task}" if tasks else job_id, "state": state.split()[0]}
     return states
 
 
@@ -93,7 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             slurm = f"{r['slurm_job']} {r['slurm_state']}" if r["slurm_job"] else ""
             name = Path(r["run_dir"]).name if r["run_dir"] else f"job {r['num']}"
             print(f"{name:40s} {r['status']:20s} {steps:>10s}  {slurm}  {r['error'] or ''}".rstrip())
+        _rerun_hint(args.sweep)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
+
+
+def _rerun_hint(sweep: Path) -> None:
+    """End with the command that relaunches what did not finish, when something did not."""
+    from tina.sweep import jobs_to_rerun
+
+    try:
+        todo = jobs_to_rerun(sweep)[1]
+    except Exception:  # not a tina.train -m sweep (no multirun.yaml): nothing to suggest
+        return
+    if todo:
+        print(f"{len(todo)} job(s) to rerun (jobs {[r['num'] for r in todo]}): python -m tina.sweep rerun {sweep}")
 
 
 if __name__ == "__main__":

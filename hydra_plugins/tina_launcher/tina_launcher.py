@@ -47,6 +47,13 @@ class _Checked:
     def __init__(self, budget_usd: Optional[float] = None, **params) -> None:
         super().__init__(**params)  # submitit passes every other key on to the executor
         self.budget_usd = budget_usd
+        # Set by `tina.sweep rerun`: task i of this launch is the sweep's job renumber[i], so it lands
+        # in that job's run directory and resumes there (Hydra numbers a launch's jobs from 0).
+        self.renumber: dict[int, int] = {}
+
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
+        return super().__call__(sweep_overrides, job_dir_key, self.renumber.get(job_num, job_num), job_id,
+                                singleton_state)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         timeout = self.params.get("timeout_min")
