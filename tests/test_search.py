@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -101,6 +102,6 @@ def test_basic_launcher_search_in_process(tmp_path):
     section = search_section(sweep)
     assert list(section.trials.state) == ["complete", "complete"]
     for _, row in section.trials.iterrows():
-        summary = rd.read_summary(row.run_dir)
+        summary = rd.read_summary(Path(row.run_dir))
         assert summary["steps"] == 3 and row.value == objective_of(summary, "heldout_final.accuracy")
     assert search_section(tmp_path) is None  # not a search

@@ -36,6 +36,7 @@ RECORD, STUDY = "search.yaml", "study.journal"
 SPACE_KEYS = {"objective", "direction", "params", "prune", "trials", "parallel", "seed"}
 PRUNE_KEYS = {"metric", "window", "warmup_steps", "startup_trials"}
 POLL_S = 1.0
+FINAL = ("completed", "stopped_early", "failed", "interrupted")  # summary.json statuses a run ends with
 
 
 # ----------------------------------------------------------------------------- the search space
@@ -130,7 +131,7 @@ class Trial:
 
     def watch(self, proc: subprocess.Popen | None) -> None:
         """Report the pruning metric as it is logged; stop the job when the pruner says so; tell the result."""
-        prune, reported = self.search.space.get("prune") or {}, 0
+        prune, reported, since = self.search.space.get("prune") or {}, 0, time.time()
         while True:
             ended = proc.poll() is not None if proc else self._ended()
             run = self.run_dir()
@@ -142,18 +143,24 @@ class Trial:
                 if not ended and reported and "pruned_at" not in self.trial.user_attrs and self.trial.should_prune():
                     self.trial.set_user_attr("pruned_at", reported)  # first, so a resumed driver knows
                     self._stop(proc)
-            if not ended and "pruned_at" in self.trial.user_attrs and run is not None \
-                    and rd.read_summary(run).get("status") not in (None, "running"):
-                # The run has stopped: free the slot now. submitit would notice the cancelled job only at
-                # its next sacct poll (up to half the job's age later); its driver only waits for that.
-                if proc is not None and self.search.launcher != "basic":
+            if not ended and run is not None and self._ended_since(run, since):
+                # The run has ended: free the slot now rather than when its driver exits. For a pruned
+                # job submitit notices the cancellation only at its next sacct poll (up to half the job's
+                # age later), so that driver, which only waits, is ended; the others are reaped later.
+                if proc is not None and "pruned_at" in self.trial.user_attrs and self.search.launcher != "basic":
                     proc.terminate()
-                    proc.wait()
+                self.search.reap.append(proc)
                 ended = True
             if ended:
                 break
             time.sleep(POLL_S)
         self._tell()
+
+    @staticmethod
+    def _ended_since(run: Path, since: float) -> bool:
+        """The run wrote a final status after `since` (a relaunched run still shows its last one)."""
+        path = run / rd.SUMMARY
+        return path.exists() and path.stat().st_mtime > since and rd.read_summary(run).get("status") in FINAL
 
     def _windowed(self, run: Path, metric: str, window: int):
         path = run / rd.METRICS
@@ -245,6 +252,7 @@ class Search:
         from tina.plan import compose_sweep
 
         self.dir, self.space, self.fixed = sweep, space, fixed
+        self.reap: list = []  # trial drivers whose runs ended before they exited
         _, cfg, _ = compose_sweep(fixed, multirun=True)  # bad fixed overrides fail here, before any trial
         target = str(cfg.hydra.launcher.get("_target_", ""))
         self.launcher = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith(
@@ -305,6 +313,9 @@ class Search:
                     trial = self.study.ask(self.distributions)
                     running.add(pool.submit(self._one, trial))
                 if not running:
+                    for proc in self.reap:
+                        if proc is not None:
+                            proc.wait()
                     return
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for f in done:
