@@ -7,9 +7,10 @@ each price has one home, ``tina/prices.yaml``.
 The model: wall = steps x seconds per step (+ evaluation); GPU-hours = wall x GPUs; dollars =
 GPU-hours x price. Seconds per step come from evidence, best first: finished runs of this
 cluster on the same model and hardware (``python -m tina.plan --from DIR``), else the paper's own
-cost table. Evidence is carried to a job in proportion to the completion tokens a step may
-generate (prompts x G x max_completion_length: generation dominates a GRPO step) and the
-GPU-seconds a step takes (twice the GPUs, half the wall).
+cost table. Evidence is carried to a job in proportion to max_completion_length (generation
+dominates a GRPO step, and a batched generate takes as many decoding passes as the longest
+completion, whatever the batch: the paper's G=4 and G=6 recipes cost the same per step) and to
+the GPU-seconds a step takes (twice the GPUs, half the wall).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ CPU = "cpu"
 PAPER_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 PAPER_GPU, PAPER_NUM_GPUS = "L40S", 2
 PAPER_STEPS, PAPER_TRAIN_USD = 450, 8.0
-PAPER_TOKENS_PER_STEP = 8 * 6 * 3584  # Open-RS2: 8 prompts x G=6 x max_completion_length 3584
+PAPER_COMPLETION_LENGTH = 3584  # Open-RS2's max_completion_length
 PAPER_EVAL_USD_PER_CHECKPOINT, PAPER_EVAL_BENCHMARKS = 1.0, 6
 
 
@@ -115,7 +116,7 @@ class Evidence:
     model: str
     gpu_type: str  # a price-table key, or "cpu"
     num_gpus: int  # 0 on CPU
-    tokens_per_step: float  # prompts x G x max_completion_length the measurement ran with
+    completion_length: int  # max_completion_length the measurement ran with
 
 
 def paper_evidence() -> Evidence:
@@ -123,12 +124,8 @@ def paper_evidence() -> Evidence:
     return Evidence(
         source=f"paper: Open-RS2, {PAPER_STEPS} steps for {PAPER_TRAIN_USD:g} USD on {PAPER_NUM_GPUS}x {PAPER_GPU}",
         seconds_per_step=wall / PAPER_STEPS, model=PAPER_MODEL, gpu_type=PAPER_GPU,
-        num_gpus=PAPER_NUM_GPUS, tokens_per_step=PAPER_TOKENS_PER_STEP,
+        num_gpus=PAPER_NUM_GPUS, completion_length=PAPER_COMPLETION_LENGTH,
     )
-
-
-def _tokens_per_step(prompts: int, generations: int, completion_length: int) -> float:
-    return float(prompts * generations * completion_length)
 
 
 def evidence_from_runs(paths: Iterable[Path | str]) -> list[Evidence]:
@@ -149,8 +146,7 @@ def evidence_from_runs(paths: Iterable[Path | str]) -> list[Evidence]:
                 source=str(run), seconds_per_step=float(s["wall_seconds"]) / int(s["steps"]),
                 model=cfg["model"]["name_or_path"], gpu_type=gpu,
                 num_gpus=0 if gpu == CPU else int(dev.get("num_gpus") or 1),
-                tokens_per_step=_tokens_per_step(cfg["train"]["prompts_per_step"], cfg["algorithm"]["num_generations"],
-                                                 cfg["algorithm"]["max_completion_length"]),
+                completion_length=int(cfg["algorithm"]["max_completion_length"]),
             ))
     return out
 
@@ -164,9 +160,9 @@ def _hardware(tc) -> tuple[str | None, int]:
     return (gpu_key(c.gpu_type) if c.gpu_type else None), int(c.num_processes)
 
 
-def _scaled(ev: Evidence, tokens: float, gpus: int) -> float:
-    """Seconds per step of ``ev`` carried to a job of ``tokens`` per step on ``gpus`` GPUs."""
-    s = ev.seconds_per_step * tokens / ev.tokens_per_step
+def _scaled(ev: Evidence, length: int, gpus: int) -> float:
+    """Seconds per step of ``ev`` carried to a job of max_completion_length ``length`` on ``gpus`` GPUs."""
+    s = ev.seconds_per_step * length / ev.completion_length
     return s * ev.num_gpus / gpus if ev.num_gpus and gpus else s
 
 
@@ -183,7 +179,7 @@ def estimate(tc, evidence: list[Evidence], overrides: Iterable[str] = (), num: i
     """
     steps = tc.stop_step
     gpu, gpus = _hardware(tc)
-    tokens = _tokens_per_step(tc.train.prompts_per_step, tc.algorithm.num_generations, tc.algorithm.max_completion_length)
+    length = tc.algorithm.max_completion_length
     matching = [ev for ev in evidence if ev.model == tc.model.name_or_path
                 and (gpu is None and ev.gpu_type != CPU or ev.gpu_type == gpu)]
     if not matching and gpu != CPU and tc.model.name_or_path == PAPER_MODEL:
@@ -192,7 +188,7 @@ def estimate(tc, evidence: list[Evidence], overrides: Iterable[str] = (), num: i
     if gpu is None and matching:
         gpu = matching[0].gpu_type
         notes.append(f"compute.gpu_type unset: priced as {gpu}, the evidence's GPU")
-    sps = statistics.median(_scaled(ev, tokens, gpus) for ev in matching) if matching else None
+    sps = statistics.median(_scaled(ev, length, gpus) for ev in matching) if matching else None
     source = (matching[0].source if len(matching) == 1 else
               f"median of {len(matching)} finished runs under {Path(matching[0].source).parent}") if matching else None
     if steps is None:
