@@ -1,15 +1,16 @@
-"""Analysis of tina runs: metrics parsing, phase-transition detection, cost accounting, reports.
+"""Analysis of tina runs: it reads what ``tina`` writes (nothing in ``tina`` imports it).
 
-Modules: ``analysis.metrics`` (the one metrics.jsonl reader), ``analysis.phase`` (format-reward /
-completion-length phase transition), ``analysis.cost`` (GPU-hours, dollars, FLOPs, the paper's
-tables), ``analysis.collect`` (one row per run) and ``analysis.report`` (``python -m
-analysis.report SWEEP``: report.md + report.html).
+Rows: ``analysis.runs`` (``collect``: one row per run; curves and evaluations in long form), built
+by ``analysis.row`` from ``analysis.metrics`` (metrics.jsonl), ``analysis.phase`` (the phase
+transition), ``analysis.evals`` (evaluation results) and ``analysis.cost`` (GPU-hours, dollars,
+FLOPs, the paper's tables), cached by ``analysis.cache``. Report: ``python -m analysis.report
+SWEEP`` (report.md + report.html), with ``analysis.document`` (blocks and their rendering),
+``analysis.plots``, ``analysis.paper`` and ``analysis.early_stop`` (sections).
 
-The notebook entry points are exported here: ``analysis.collect(*paths)`` (the module
-``analysis.collect`` is callable and calls its ``collect`` function, so the name works whichever
-was imported first), ``analysis.collect_curves`` and ``analysis.collect_evals``. They load
-lazily: importing the package imports nothing heavy, so ``python -m analysis.phase`` does not
-find its own module already imported (runpy warns about that).
+The notebook entry points are exported here: ``analysis.collect(*paths)``,
+``analysis.collect_curves`` and ``analysis.collect_evals``. They load lazily, so importing the
+package imports nothing heavy and ``python -m analysis.phase`` does not find its own module
+already imported (runpy warns about that).
 """
 
 _LAZY = ("collect", "collect_curves", "collect_evals")
@@ -18,8 +19,7 @@ __all__ = list(_LAZY)
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
+        from analysis import runs
 
-        mod = importlib.import_module("analysis.collect")
-        return mod if name == "collect" else getattr(mod, name)
+        return getattr(runs, name)
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
@@ -22,8 +24,8 @@ from tina.costmodel import PRICES_PATH, dollars, gpu_hours, gpu_key, load_prices
 
 __all__ = [
     "PRICES_PATH", "load_prices", "gpu_key", "gpu_hours", "dollars", "run_cost",
-    "flops", "flops_breakdown", "non_embedding_params", "tokens_from_metrics",
-    "tokens_from_summary", "paper_costs", "paper_results",
+    "flops", "flops_breakdown", "non_embedding_params", "base_params", "run_flops",
+    "tokens_from_metrics", "tokens_from_summary", "paper_costs", "paper_results",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -159,6 +161,48 @@ def tokens_from_summary(summary: Mapping) -> float | None:
     if not tok:
         return None
     return float(tok.get("prompt") or 0) + float(tok.get("completion") or 0)
+
+
+@lru_cache(maxsize=64)
+def base_params(model: str | None) -> int | None:
+    """Non-embedding parameters of a base model from its config.json (a local directory, or a hub
+    id already in the local HF cache: this never downloads); None when it cannot be found."""
+    if not model:
+        return None
+    cfg = Path(model) / "config.json"
+    if not cfg.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(model, "config.json")
+            cfg = Path(hit) if isinstance(hit, str) else None
+        except Exception:  # noqa: BLE001 - no cache, odd id: the caller falls back
+            cfg = None
+    if cfg is None or not cfg.is_file():
+        return None
+    try:
+        return non_embedding_params(json.loads(cfg.read_text()))
+    except Exception:  # noqa: BLE001 - an unexpected architecture: the caller falls back
+        return None
+
+
+def run_flops(model: str | None, summary: Mapping, tokens: float | None, *, beta: float = 0.0,
+              gradient_checkpointing: bool = False,
+              num_iterations: int = 1) -> tuple[float | None, str | None]:
+    """(FLOPs estimate of a run, what N was taken from). N from the base model's config.json
+    (:func:`base_params`), else summary.json's parameter count minus LoRA's, which includes the
+    embeddings and so overestimates; the second value says which."""
+    if not tokens:
+        return None, None
+    lora = int(summary.get("trainable_params") or 0)
+    n, basis = base_params(model), "model config"
+    if n is None:
+        total = summary.get("num_params")
+        if not total:
+            return None, None
+        n, basis = int(total) - lora, "summary num_params (incl. embeddings)"
+    return flops(n, tokens, beta=beta, gradient_checkpointing=gradient_checkpointing,
+                 num_iterations=num_iterations, lora_params=lora), basis
 
 
 # ----------------------------------------------------------------------------- paper tables

@@ -7,29 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from tina.config import ConfigError, check_override_keys, validate
+from tina.config import ConfigError, validate
 from trl import GRPOConfig
 
+from tests.helpers import ROOT, compose_cfg, options
 from tina.train import grpo_kwargs
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-
-def compose_cfg(overrides: list[str]):
-    check_override_keys(overrides)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=False)
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 GROUPS = ["model", "lora", "optim", "algorithm", "dataset", "reward", "compute", "eval", "experiment"]

@@ -1,6 +1,6 @@
 """tina.evaluate and tina.benchmarks: benchmark definitions on rows in their real schemas, the CPU
 backend end to end on the embedded tiny model, checkpoint selection, the lighteval/vLLM invocation
-with the paper's settings, results files read back through analysis.collect, and config errors
+with the paper's settings, results files read back through analysis.collect_evals, and config errors
 that name the key and what is allowed. The GPU backend itself runs only where CUDA and a lighteval
 environment exist (TINA_LIGHTEVAL_PYTHON); nothing here needs either.
 """
@@ -172,7 +172,7 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
     assert per["adapter"]["runs"] != per["base"]["runs"] or per["adapter"]["extra"] != per["base"]["extra"]
 
     # read back by the analysis code that reports them
-    from analysis.collect import collect_evals
+    from analysis import collect_evals
 
     df = collect_evals(run)
     assert sorted(df["checkpoint"]) == ["adapter", "base", "checkpoint-2"] and set(df["benchmark"]) == {"toy"}
@@ -222,7 +222,7 @@ def _write_metrics(run: Path, df) -> None:
 
 def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
     from analysis.phase import detect
-    from tests.test_phase import curve
+    from tests.helpers import curve
 
     df, truth = curve(0, n=300, frac=0.5)
     run = make_run(tmp_path, steps=range(50, 301, 50), final_step=300, lora=False)
@@ -239,7 +239,7 @@ def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
 
 
 def test_best_without_a_transition_falls_back_to_the_last_weights(tmp_path):
-    from tests.test_phase import curve
+    from tests.helpers import curve
 
     df, truth = curve(1, n=300, kind="plateau")
     assert truth is None

@@ -35,46 +35,9 @@ import pytest
 from analysis.metrics import read_metrics
 from analysis.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
 from analysis.phase import main as phase_main
+from tests.helpers import curve, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def curve(seed: int, n: int = 850, frac: float = 0.5, noise: float = 1.0, offset: float = 0.0,
-          kind: str = "transition"):
-    """(metrics frame, true transition step or None). kind: transition | plateau | noise | limr."""
-    r = np.random.default_rng(seed)
-    t = np.arange(1, n + 1, dtype=float)
-    T, Tl = frac * n, (frac + offset) * n
-    f0, fmax = r.uniform(0.0, 0.2), r.uniform(0.8, 0.95)
-    rise_c, rise_w = r.uniform(0.25, 0.6) * T, r.uniform(0.04, 0.1) * T
-    f = f0 + (fmax - f0) / (1 + np.exp(-(t - rise_c) / rise_w))
-    sf = 0.05 * noise
-    L0 = r.uniform(600, 1000)
-    Lmin = L0 * r.uniform(0.5, 0.7)
-    sl = 0.05 * L0 * noise
-    sfv = np.full(n, sf)
-    if kind == "transition":
-        drop = r.uniform(0.2, 0.4)
-        f = np.where(t > T, f - drop * np.minimum((t - T) / (0.2 * n), 1.0), f)
-        L = np.where(t <= Tl, L0 + (Lmin - L0) * (t / Tl) ** r.uniform(0.7, 1.5),
-                     Lmin + (t - Tl) / n * r.uniform(0.6, 1.2) * L0)
-        sfv = np.where(t > T, 1.5 * sf, sf)
-    elif kind == "plateau":  # format rises and stays; length falls and stays
-        L = Lmin + (L0 - Lmin) * np.exp(-t / (r.uniform(0.1, 0.3) * n))
-    elif kind == "limr":  # format keeps rising slowly, length drifts down: no turn anywhere
-        f = f0 + (fmax - f0) * t / n
-        L = L0 - (L0 - Lmin) * t / n
-    elif kind == "noise":
-        f = np.full(n, r.uniform(0.2, 0.8))
-        L = np.full(n, L0)
-    else:
-        raise ValueError(kind)
-    f = np.clip(f + r.normal(0, 1, n) * sfv, 0, 1)
-    L = L + r.normal(0, sl, n)
-    truth = int(min(T, Tl)) if kind == "transition" else None
-    df = pd.DataFrame({"step": t.astype(int), FORMAT_KEY: f, LENGTH_KEY: L,
-                       "reward": f + r.normal(0, 0.1, n)})
-    return df, truth
 
 
 def _case(i: int):
@@ -263,9 +226,7 @@ def test_cli_on_truncated_metrics_and_run_dir(tmp_path, capsys):
     n = 400
     df, truth = curve(5, n=n, frac=0.5, noise=0.5)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    for s in (50, 100, 150, 200, 250):
-        (run / "checkpoints" / f"checkpoint-{s}").mkdir()
+    make_run(run, overrides=None, config=False, checkpoints=(50, 100, 150, 200, 250))  # intact checkpoints
     _write_jsonl(run / "metrics.jsonl", df, truncate_last=True)
     assert read_metrics(run)["step"].max() == n - 1  # the cut line is dropped
 

@@ -1,4 +1,4 @@
-"""Every paper recipe composes to the paper's values (RECIPES.md), and every data set's field
+"""Every paper recipe composes to the paper's values (the values in each experiment header), and every data set's field
 mapping holds on rows in that data set's real schema."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_config import compose_cfg, options
+from tests.helpers import compose_cfg, options
 from tina.config import ConfigError, validate
 from tina.data import load_train
 from tina.rewards import get_reward
@@ -142,6 +142,11 @@ def test_unreachable_hub_names_the_local_path_override(tmp_path, monkeypatch):
 
 
 def test_missing_local_path_is_a_clear_error(tmp_path):
-    tc = validate(compose_cfg(["dataset=limr", f"dataset.path={tmp_path}/nope.jsonl", f"train.output_dir={tmp_path}"]))
+    cfg = compose_cfg(["dataset=limr", f"dataset.path={tmp_path}/nope.jsonl", f"train.output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^dataset\.path: no file or folder at .*nope\.jsonl$"):
+        validate(cfg)  # refused with the config, before any job starts
+    cfg.dataset.path = None
+    dataset = validate(cfg).dataset
+    dataset.path = f"{tmp_path}/nope.jsonl"  # vanished after the check: the loader says so too
     with pytest.raises(ConfigError, match=r"dataset\.path"):
-        load_train(tc.dataset)
+        load_train(dataset)

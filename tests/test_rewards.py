@@ -1,6 +1,7 @@
-"""The rewards against their RECIPES.md definitions, on hand-computed values."""
+"""The rewards against the paper's definitions (tina/rewards.py docstrings), on hand-computed values."""
 
 import math
+import os
 import random
 import signal
 import threading
@@ -8,9 +9,11 @@ import time
 
 import pytest
 
+from tina import math_check
 from tina import rewards as R
 from tina.rewards import (
     REWARD_NAMES,
+    TIMEOUTS_METRIC,
     accuracy_reward,
     format_reward,
     get_reward,
@@ -224,25 +227,171 @@ def test_random_fuzz_never_raises():
         _check_shape(name, out, len(texts))
 
 
-def test_slow_math_is_cut_off_and_signal_handler_restored():
+def test_slow_math_is_cut_off_and_signal_handler_restored(in_process):
     before = signal.getsignal(signal.SIGALRM)
     start = time.monotonic()
     assert accuracy_reward(["\\boxed{(10^{10})!}"], solution=["$68$"]) == [0.0]
-    assert time.monotonic() - start < R.CHECK_SECONDS + 2
+    assert time.monotonic() - start < math_check.CHECK_SECONDS + 2
     assert signal.getsignal(signal.SIGALRM) is before
 
 
-def test_off_the_main_thread():
-    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
+def _accuracy_in_a_thread(texts, gold):
+    """accuracy_reward(texts) called off the main thread: (rewards, seconds)."""
     out = {}
 
     def run():
         start = time.monotonic()
-        out["r"] = accuracy_reward(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], solution=["$1/2$"] * 2)
+        out["r"] = accuracy_reward(texts, solution=[gold] * len(texts))
         out["t"] = time.monotonic() - start
 
     thread = threading.Thread(target=run)
     thread.start()
     thread.join(timeout=60)
-    assert out["r"] == [1.0, 0.0]
-    assert out["t"] < 2 * R.CHECK_SECONDS + 2
+    return out["r"], out["t"]
+
+
+def test_off_the_main_thread(in_process):
+    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
+    rewards, seconds = _accuracy_in_a_thread(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], "$1/2$")
+    assert rewards == [1.0, 0.0]
+    assert seconds < 2 * math_check.CHECK_SECONDS + 2
+
+
+MATH_REWARDS = ("accuracy", "length", "cosine")
+# Tolerance over CHECK_SECONDS for one completion's reward time: the bound itself stops work at 0.8 s
+# (signal) or 1.0 s (worker killed); the extra 0.5 s absorbs a test machine shared by other jobs,
+# where the signal's delivery or the process's next time slice can come late (0.2 s seen at load 9).
+TOLERANCE = 0.5
+
+
+@pytest.fixture
+def fresh_cache():
+    math_check._VERDICTS.clear()  # a verdict from an earlier test would cost nothing here
+    yield
+
+
+def _start(workers):
+    math_check.set_workers(workers)
+    math_check.judge([("\\boxed{1}", "$1$")])  # the pool starts at the first check
+    while math_check._pool is not None and math_check._pool._starting:  # until every worker is up
+        math_check.judge([("\\boxed{1}", "$1$")] * 2)
+
+
+@pytest.fixture
+def in_process():
+    _start(0)
+    yield
+    math_check.set_workers(None)
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def workers(request):
+    _start(request.param)
+    yield request.param
+    math_check.set_workers(None)
+
+
+@pytest.fixture(scope="module")
+def pool():  # one pool for the module's pool tests: each start costs seconds here
+    _start(2)
+    yield math_check._pool
+    math_check.set_workers(None)
+
+
+# (completion, whether its check runs past the bound) for the worst cases known
+HOSTILE = [
+    ("\\boxed{9^{9^{9^9}}}", True),
+    ("\\boxed{(10^{10})!}", True),
+    ("\\boxed{7^{10^{8}}}", True),
+    ("\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}", True),
+    ("\\boxed{\\{" + ",".join(str(i) for i in range(3000)) + "\\}}", True),
+    ("\\boxed{\\sum_{k=1}^{3000} k^{k}}", True),
+    ("\\boxed{68}" + "x" * 1_000_000, False),  # only the last MAX_PARSE_CHARS are read: no answer
+    (bytes(random.Random(0).getrandbits(8) for _ in range(100_000)).decode("latin-1"), False),
+]
+
+
+def test_no_completion_costs_more_than_the_bound_however_many_rewards_score_it(fresh_cache, workers):
+    cosine = get_reward("cosine")
+    for text, slow in HOSTILE:
+        logged = {}
+        start = time.monotonic()
+        assert accuracy_reward([text], solution=["$68$"], log_metric=logged.__setitem__) == [0.0]
+        assert cosine([text], solution=["$68$"], log_metric=logged.__setitem__)[0] <= 0.0
+        length_reward([text, "\\boxed{68}"], solution=["$68$"] * 2, log_metric=logged.__setitem__)
+        elapsed = time.monotonic() - start
+        assert elapsed <= math_check.CHECK_SECONDS + TOLERANCE, (text[:40], elapsed)
+        # the verdict, timeout included, is computed once and counted by each reward that uses it
+        assert logged == {TIMEOUTS_METRIC.format(reward=f"{name}_reward"): float(slow) for name in MATH_REWARDS}, text[:40]
+
+
+def test_timeouts_metric_is_logged_on_every_call_and_counts_completions(fresh_cache):
+    logged = []
+    log = lambda name, value: logged.append((name, value))  # noqa: E731
+    texts = ["\\boxed{68}", "\\boxed{(10^{10})!}", "\\boxed{9^{9^{9^9}}}", "\\boxed{67}"]
+    assert accuracy_reward(texts, solution=["$68$"] * 4, log_metric=log) == [1.0, 0.0, 0.0, 0.0]
+    assert accuracy_reward(texts[:1], solution=["$68$"], log_metric=log) == [1.0]
+    assert logged == [("rewards/accuracy_reward/timeouts", 2.0), ("rewards/accuracy_reward/timeouts", 0.0)]
+    # rewards without math-verify log nothing
+    for name in ("format", "tag_count", "reasoning_steps", "repetition"):
+        get_reward(name)(texts, solution=["$68$"] * 4, log_metric=log)
+    assert len(logged) == 2
+
+
+def test_a_gold_too_slow_to_parse_is_unparseable_not_a_timeout(fresh_cache):
+    gold = "$" + "{" * 5000 + "1" + "}" * 5000 + "$"
+    logged = {}
+    out = accuracy_reward(["\\boxed{1}", "\\boxed{2}"], solution=[gold] * 2, log_metric=logged.__setitem__)
+    assert out == [None, None]
+    assert logged == {"rewards/accuracy_reward/timeouts": 0.0}
+
+
+def test_worker_pool_gives_the_serial_verdicts(fresh_cache, pool):
+    texts = GARBAGE + ["\\boxed{68}", "\\boxed{\\frac{136}{2}}", "The final answer is $67$", "\\boxed{(10^{10})!}"]
+    gold = ["$68$"] * len(texts)
+    in_pool = {name: get_reward(name)(texts, solution=gold) for name in MATH_REWARDS}
+    assert in_pool["accuracy"][-4:] == [1.0, 1.0, 0.0, 0.0]
+    tasks = [(R._text(t)[-math_check.MAX_PARSE_CHARS:], g) for t, g in zip(texts, gold)]
+    assert [v for v, _ in math_check.judge(tasks)] == [math_check._judge_here(t)[0] for t in tasks]
+
+
+def test_worker_pool_bounds_checks_off_the_main_thread(fresh_cache, pool):
+    # In-process, off the main thread only a trace function bounds a check, and it cannot stop
+    # CPython's power loop (\\boxed{9^{9^{9^9}}} ran > 30 s there); a worker's signal can.
+    rewards, seconds = _accuracy_in_a_thread(["\\boxed{9^{9^{9^9}}}", "\\boxed{0.5}"], "$1/2$")
+    assert rewards == [0.0, 1.0]
+    assert seconds <= math_check.CHECK_SECONDS + TOLERANCE
+
+
+def test_worker_pool_kills_and_replaces_a_worker_that_ignores_the_alarm(pool):
+    # A stopped process stands for one stuck in a C call that never checks for signals.
+    (stuck, _), (other, _) = pool._idle
+    os.kill(stuck.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        tasks = [("\\boxed{68}", "$68$"), ("\\boxed{67}", "$68$"), ("\\boxed{68}", "$68$")]
+        out = math_check.judge(tasks)
+        # the idle list is a stack: the stopped worker (first in it) is sent the second task
+        assert [v for v, _ in out] == [math_check.Verdict.CORRECT, math_check.Verdict.TIMEOUT, math_check.Verdict.CORRECT]
+        assert out[1][1] <= math_check.CHECK_SECONDS + TOLERANCE
+        assert not stuck.is_alive() and other.is_alive()
+        assert time.monotonic() - start < 30  # the batch does not wait for the replacement's start-up
+    finally:
+        if stuck.is_alive():
+            os.kill(stuck.pid, signal.SIGKILL)
+    pids = {process.pid for process, _ in pool._idle} | {p.pid for p in pool._starting.values()}
+    assert len(pids) == 2 and stuck.pid not in pids
+
+
+def test_default_workers_follow_the_cpus_of_this_process(monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    expected = min(math_check.MAX_WORKERS, cpus)
+    assert math_check.default_workers() == (expected if expected >= math_check.MIN_POOL_CPUS else 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus))  # one training process per CPU: none left over
+    assert math_check.default_workers() == 0
+
+
+def test_set_workers_checks_its_argument():
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="workers must be an integer >= 0"):
+            math_check.set_workers(bad)

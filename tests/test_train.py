@@ -15,21 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-# Small, fast, and still the real path: TRL's GRPOTrainer, PEFT LoRA, the tiny model, the toy data.
-FAST = ["train.save_steps=4", "algorithm.max_completion_length=16"]
-
-
-def train(run_dir: Path, *overrides: str, check: bool = True, **popen) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tina.train", f"hydra.run.dir={run_dir}", *FAST, *overrides]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from tests.helpers import ROOT, TINY, metrics, train, train_cmd
+from tina.toy import rows as toy_rows
 
 
 def adapter(path: Path) -> dict[str, torch.Tensor]:
@@ -72,8 +59,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     train(straight, *steps)
 
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "tina.train", f"hydra.run.dir={killed}", *FAST, *steps]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(train_cmd(killed, *steps), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / "checkpoints" / "checkpoint-8" / "trainer_state.json").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
@@ -108,32 +94,51 @@ def test_stop_at_step_stops_early_and_a_rerun_continues_to_the_horizon(tmp_path)
     assert [r["step"] for r in metrics(run)] == list(range(1, 9)), "a refused rerun must not touch the run"
 
 
-def test_multirun_of_two_ranks_and_a_failing_job(tmp_path):
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_multirun_where_one_job_fails_at_run_time_costs_no_other(tmp_path):
+    """Every job passes the pre-run checks; one fails on its data (a row without a gold answer)."""
+    good = _jsonl(tmp_path / "good.jsonl", toy_rows("train", 64, 0))
+    bad = _jsonl(tmp_path / "bad.jsonl", toy_rows("train", 8, 0) + [{"problem": "1+1"}])
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "tina.train", "-m", "+sweeps=lora_rank", f"hydra.sweep.dir={sweep}", *FAST, "train.max_steps=4",
-         "lora.rank=4,0,8"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [sys.executable, "-m", "tina.train", "-m", "+sweeps=lora_rank", f"hydra.sweep.dir={sweep}", *TINY,
+         "train.max_steps=4", "lora.rank=4,8", f"dataset.path={good},{bad}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
     )
     assert proc.returncode != 0, "a failed job must make the sweep's outcome visible"
-    assert "lora.rank" in proc.stdout + proc.stderr
-    runs = {next(o for o in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) if o.startswith("lora.rank")): d
-            for d in sweep.iterdir() if d.is_dir()}  # the named sweep's 5 ranks, narrowed to 3 on the command line
-    assert set(runs) == {"lora.rank=4", "lora.rank=0", "lora.rank=8"}
-    for good in ["lora.rank=4", "lora.rank=8"]:
-        summary = json.loads((runs[good] / "summary.json").read_text())
-        assert summary["status"] == "completed" and summary["steps"] == 4
-        assert (runs[good] / "adapter" / "adapter_model.safetensors").exists()
-    assert not (runs["lora.rank=0"] / "checkpoints").exists()
+    assert "line 9: field 'solution' is missing" in proc.stdout + proc.stderr
+    runs = {tuple(o for o in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())
+                  if o.startswith(("lora.rank", "dataset.path"))): d for d in sweep.iterdir() if d.is_dir()}
+    assert len(runs) == 4  # the named sweep's 5 ranks, narrowed to 2 on the command line, x 2 data sets
+    for key, run in runs.items():
+        summary = json.loads((run / "summary.json").read_text())
+        if f"dataset.path={bad}" in key:
+            assert summary["status"] == "failed" and "line 9" in summary["error"]
+            assert not (run / "checkpoints").exists()
+        else:
+            assert summary["status"] == "completed" and summary["steps"] == 4
+            assert (run / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_bad_value_refuses_the_whole_sweep_before_any_job_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "tina.train", "-m", f"hydra.sweep.dir={sweep}", *TINY,
+                           "train.max_steps=2", "lora.rank=4,0"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "lora.rank" in proc.stderr and "Traceback" not in proc.stderr
+    assert not sweep.exists(), "nothing ran, nothing was made"
 
 
 def test_a_crash_during_training_is_recorded_in_the_summary(tmp_path):
     run = tmp_path / "run"
-    # A data set path that does not exist fails after the run directory is set up.
-    proc = train(run, "dataset.path=/nonexistent/data.jsonl", "dataset.hub_id=x/y", check=False)
+    (tmp_path / "not_a_model").mkdir()  # passes the config checks, fails when the tokenizer loads
+    proc = train(run, f"model.name_or_path={tmp_path / 'not_a_model'}", check=False)
     assert proc.returncode != 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "failed" and "dataset.path" in summary["error"]
+    assert summary["status"] == "failed" and summary["error"] and summary["traceback"]
 
 
 @pytest.mark.skipif(os.environ.get("WANDB_MODE") == "online", reason="needs no network")

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from tina.errors import ConfigError
+
 # simple-evals' maths prompt, as the paper's lighteval tasks use it; asking for \boxed{} is what
 # makes "boxed first" extraction find the final answer rather than an intermediate number.
 MATH_TEMPLATE = (
@@ -207,7 +209,6 @@ def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 2
     """
     from pathlib import Path
 
-    from tina.config import ConfigError
 
     key = override_key or f"eval.data_path.{bench.name}"
     if path is None and bench.hub_id is None:

@@ -1,20 +1,29 @@
-"""Trainer callbacks: the metrics file, where to stop, and stopping cleanly on a signal.
+"""Trainer callbacks: the metrics file, checkpoint markers, where to stop, and a quiet console.
 
 They hook into HF Trainer's loop rather than wrapping it, so TRL's GRPOTrainer runs unchanged.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
+import logging
+import sys
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from tina import run_dir as rd
+from tina.phase import FORMAT_KEY, LENGTH_KEY, detect
+from tina.signals import SignalGuard
+
+log = logging.getLogger("tina.train")
 
 # HF Trainer's last log of a run carries these run totals, not a step's metrics.
 _RUN_TOTALS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
+# What the console shows of a step (everything goes to metrics.jsonl): name -> TRL's key.
+CONSOLE_KEYS = {"reward": ("reward", ".3f"), "format": (FORMAT_KEY, ".3f"), "length": (LENGTH_KEY, ".1f"),
+                "s/step": ("step_time", ".2f")}
 
 
 class MetricsFile(TrainerCallback):
@@ -33,44 +42,34 @@ class MetricsFile(TrainerCallback):
         rd.append_metrics(self.run_dir, {"step": state.global_step, **logs})
 
 
+class MarkComplete(TrainerCallback):
+    """Mark each checkpoint complete once the trainer has written all of it (on_save comes last)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            rd.mark_complete(rd.checkpoint_dir(Path(args.output_dir).parent, state.global_step))
+
+
 class StopAt(TrainerCallback):
-    """Stop and checkpoint at `stop_step`, before the LR schedule's horizon, as the paper did by hand.
+    """Stop and checkpoint at `stop_step`, before the LR schedule's horizon, as the paper did by hand;
+    or after the step in flight when a signal came (SignalGuard) or the run's lock was lost."""
 
-    Also stops with a checkpoint on SIGTERM (time limit, `scancel`) and SIGUSR2 (SLURM's warning
-    before preemption or the time limit, which submitit turns into a requeue). The handler only
-    sets a flag: the step in flight completes and is saved, and `chain()` then hands the signal
-    to whoever held it before (submitit requeues the job there), so a resumed job redoes nothing.
-    """
-
-    def __init__(self, stop_step: float, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR2)):
-        self.stop_step = stop_step
-        self.signalled: int | None = None
-        self.previous: dict[int, object] = {}
-        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
-            for sig in signals:
-                self.previous[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum, frame):
-        self.signalled = signum
+    def __init__(self, stop_step: float, guard: SignalGuard, lock: rd.RunLock | None = None):
+        self.stop_step, self.guard, self.lock = stop_step, guard, lock
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.stop_step or self.signalled is not None:
+        if self.lock is not None and self.lock.lost:
+            raise rd.RunDirError(f"train.output_dir: another process took over {self.lock.path}; stopped without saving")
+        if state.global_step >= self.stop_step or self.guard.signalled is not None:
             control.should_training_stop = True
             control.should_save = True
-
-    def chain(self) -> None:
-        """After the checkpoint is written: pass the signal on, then end the process."""
-        handler = self.previous.get(self.signalled)
-        if callable(handler):
-            handler(self.signalled, None)  # submitit: checkpoint the job, requeue it, exit
-        raise SystemExit(128 + self.signalled)
 
 
 class PhaseEarlyStop(TrainerCallback):
     """Stop `patience` steps after the format-reward / completion-length phase transition.
 
     The paper's best checkpoints sit at or just before that turning point, and training on past it
-    only spends money. The detector (analysis.phase) reads the run's own metrics.jsonl, so what
+    only spends money. The detector (tina.phase) reads the run's own metrics.jsonl, so what
     stops training is exactly what the report will show. It runs every `every` logged steps: a
     change-point fit costs milliseconds, but not nothing, at every step of a long run.
     """
@@ -82,10 +81,50 @@ class PhaseEarlyStop(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.global_step % self.every or not state.is_world_process_zero:
             return
-        from analysis.phase import detect
-
         step = detect(self.run_dir / rd.METRICS)["step"]
         if step is not None and state.global_step >= step + self.patience:
             self.transition = step
             control.should_training_stop = True
             control.should_save = True
+
+
+class QuietProgress(ProgressCallback):
+    """HF's progress bar with the few numbers that matter, instead of a printed dict per step.
+
+    On a terminal the bar carries them as its postfix; piped (a SLURM log, `| tee`), a bar's
+    carriage returns are noise, so a plain line goes to the log about every 10% of the run.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.tty = sys.stderr.isatty()
+        self.last_line = 0.0
+
+    @staticmethod
+    def numbers(logs: dict) -> str:
+        return "  ".join(f"{name} {logs[key]:{spec}}" for name, (key, spec) in CONSOLE_KEYS.items()
+                         if isinstance(logs.get(key), (int, float)))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.tty:
+            super().on_train_begin(args, state, control, **kwargs)
+        self.start, self.first_step = time.time(), state.global_step
+        self.every = max(1, state.max_steps // 10)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.tty:
+            super().on_step_end(args, state, control, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.tty:
+            super().on_train_end(args, state, control, **kwargs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or any(k in logs for k in _RUN_TOTALS):
+            return
+        if self.tty and self.training_bar is not None:
+            self.training_bar.set_postfix_str(self.numbers(logs), refresh=False)
+        elif state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            done = state.global_step - self.first_step
+            eta = (time.time() - self.start) / max(done, 1) * (state.max_steps - state.global_step)
+            log.info("step %d/%d  %s  eta %.0f s", state.global_step, state.max_steps, self.numbers(logs), eta)

@@ -16,24 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
+from tina.errors import (
+    FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, ConfigError, Range, require,
+)
 from tina.evaluate.config import EvalConfig
+from tina.prompts import SYSTEM_PROMPTS
+from tina.schema import check_override_keys as _check_keys
+from tina.schema import validate  # noqa: F401  (re-exported: tina.config.validate)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class ConfigError(ValueError):
-    """A config value that cannot run; the message names the key and what is allowed."""
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 class Dtype(str, Enum):
@@ -56,6 +52,11 @@ class ModelConfig:
     # Jinja chat template replacing the tokenizer's own; null keeps the tokenizer's.
     chat_template: Optional[str] = None
 
+    def check(self) -> None:
+        local = self.name_or_path.startswith(("/", "./", "../", "~"))  # else a hub id
+        require(not local or Path(self.name_or_path).expanduser().exists(), "model.name_or_path",
+                f"no model directory at {self.name_or_path} (a local path, or a hub id such as org/name)")
+
 
 @dataclass
 class LoraConfig:
@@ -66,11 +67,10 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
 
+    BOUNDS: ClassVar = {"rank": POSITIVE_INT, "alpha": POSITIVE_INT, "dropout": Range(0, 1, hi_open=True)}
+
     def check(self) -> None:
-        _require(self.rank > 0, "lora.rank", f"must be a positive integer, got {self.rank}")
-        _require(self.alpha > 0, "lora.alpha", f"must be positive, got {self.alpha}")
-        _require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
-        _require(len(self.target_modules) > 0, "lora.target_modules", "must name at least one module")
+        require(len(self.target_modules) > 0, "lora.target_modules", "must name at least one module")
 
 
 class Scheduler(str, Enum):
@@ -91,11 +91,8 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     optimizer: str = "adamw_torch"
 
-    def check(self) -> None:
-        _require(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
-        _require(0.0 <= self.warmup_ratio < 1.0, "optim.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        _require(0.0 <= self.min_lr_rate <= 1.0, "optim.min_lr_rate", f"must be in [0, 1], got {self.min_lr_rate}")
-        _require(self.max_grad_norm > 0, "optim.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+    BOUNDS: ClassVar = {"lr": POSITIVE, "min_lr_rate": FRACTION, "warmup_ratio": Range(0, 1, hi_open=True),
+                        "weight_decay": NON_NEGATIVE, "max_grad_norm": POSITIVE}
 
 
 class AlgorithmName(str, Enum):
@@ -141,22 +138,22 @@ class AlgorithmConfig:
     num_iterations: int = 1
     mask_truncated_completions: bool = False
 
+    BOUNDS: ClassVar = {
+        "beta": NON_NEGATIVE, "num_generations": Range(2, integer=True),  # >= 2: group-relative advantages
+        "temperature": POSITIVE, "top_p": Range(0, 1, lo_open=True), "top_k": NON_NEGATIVE_INT,  # top_k 0: off
+        "max_prompt_length": POSITIVE_INT, "max_completion_length": POSITIVE_INT,
+        "epsilon": Range(0, 1, lo_open=True), "num_iterations": POSITIVE_INT,
+    }
+
     def check(self) -> None:
         for key, want in ALGORITHM_DEFINITIONS.get(self.name, {}).items():
             got = getattr(self, key)
-            _require(
+            require(
                 got == want,
                 f"algorithm.{key}",
                 f"{self.name.value} requires {key}={want.value}, got {got.value}; "
                 "set algorithm.name=custom to run a variant",
             )
-        _require(self.num_generations >= 2, "algorithm.num_generations",
-                 f"must be >= 2 (group-relative advantages), got {self.num_generations}")
-        _require(self.beta >= 0, "algorithm.beta", f"must be >= 0, got {self.beta}")
-        _require(self.temperature > 0, "algorithm.temperature", f"must be positive, got {self.temperature}")
-        _require(0 < self.top_p <= 1, "algorithm.top_p", f"must be in (0, 1], got {self.top_p}")
-        _require(self.max_completion_length > 0, "algorithm.max_completion_length",
-                 f"must be positive, got {self.max_completion_length}")
 
 
 @dataclass
@@ -170,14 +167,19 @@ class DatasetConfig:
     path: Optional[str] = None
     problem_field: str = "problem"
     answer_field: str = "solution"
-    # How the gold answer is read from answer_field (tina/data.py: ANSWER_FORMATS).
+    # How the gold answer is read from answer_field (tina/prompts.py: ANSWER_FORMATS).
     answer_format: str = "as_is"
-    # A name in tina/data.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
+    # A name in tina/prompts.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
     system_prompt: str = "${system_prompt:toy}"
     # Toy task only: how many problems to generate, and the seed they come from.
     size: int = 2000
     seed: int = 0
-    eval_size: int = 200
+    eval_size: int = 200  # 0: no held-out split
+
+    BOUNDS: ClassVar = {"size": POSITIVE_INT, "seed": NON_NEGATIVE_INT, "eval_size": NON_NEGATIVE_INT}
+
+    def check(self) -> None:
+        require(self.path is None or Path(self.path).exists(), "dataset.path", f"no file or folder at {self.path}")
 
 
 @dataclass
@@ -194,24 +196,30 @@ class RewardConfig:
     funcs: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        from tina.rewards import REWARD_NAMES, reward_params
+        from tina.rewards import REWARD_NAMES, get_reward, reward_params
 
-        _require(len(self.funcs) > 0, "reward.funcs", f"must name at least one of {list(REWARD_NAMES)}")
+        require(len(self.funcs) > 0, "reward.funcs", f"must name at least one of {list(REWARD_NAMES)}")
         specs = {}
         for name, spec in self.funcs.items():
             key = f"reward.funcs.{name}"
-            _require(name in REWARD_NAMES, key, f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
+            require(name in REWARD_NAMES, key, f"unknown reward {name!r}; allowed: {list(REWARD_NAMES)}")
             spec = spec if isinstance(spec, RewardSpec) else dict(spec or {})
             if isinstance(spec, dict):
                 for k in spec:
-                    _require(k in ("weight", "params"), f"{key}.{k}", "unknown key; allowed: weight, params")
+                    require(k in ("weight", "params"), f"{key}.{k}", "unknown key; allowed: weight, params")
                 spec = RewardSpec(**spec)
-            _require(isinstance(spec.weight, (int, float)) and not isinstance(spec.weight, bool), f"{key}.weight",
-                     f"must be a number, got {spec.weight!r}")
+            Range().check(f"{key}.weight", spec.weight)
             allowed = reward_params(name)
-            for param in spec.params:
-                _require(param in allowed, f"{key}.params.{param}",
-                         f"unknown parameter; allowed: {sorted(allowed) or 'none'}")
+            for param, value in spec.params.items():
+                require(param in allowed, f"{key}.params.{param}",
+                        f"unknown parameter; allowed: {sorted(allowed) or 'none'}")
+                default = allowed[param]
+                if isinstance(default, (int, float)) and not isinstance(default, bool):
+                    Range(integer=isinstance(default, int)).check(f"{key}.params.{param}", value)
+            try:
+                get_reward(name, **spec.params)  # the factory's own range checks (e.g. cosine max_len > 0)
+            except ValueError as e:
+                raise ConfigError(f"{key}.params: {e}") from None
             specs[name] = spec
         self.funcs = specs
 
@@ -248,6 +256,12 @@ class ComputeConfig:
     # torch intra-op threads; null keeps torch's default (one per core).
     num_threads: Optional[int] = None
 
+    BOUNDS: ClassVar = {
+        "num_processes": POSITIVE_INT, "per_device_batch": POSITIVE_INT,
+        "vllm_gpu_memory_utilization": Range(0, 1, lo_open=True), "vllm_max_model_length": POSITIVE_INT,
+        "num_threads": POSITIVE_INT,
+    }
+
 
 class EarlyStop(str, Enum):
     off = "off"
@@ -266,22 +280,24 @@ class TrainConfig:
     prompts_per_step: int = 8
     logging_steps: int = 1
     seed: int = 42
-    output_dir: str = "${hydra:runtime.output_dir}"
+    output_dir: str = "${tina_output_dir:}"
     # Start again in the same output_dir: continue from its last checkpoint.
     resume: bool = True
     early_stop: EarlyStop = EarlyStop.off
     # Logged steps to wait after a detected phase transition before stopping.
     early_stop_patience: int = 20
 
+    BOUNDS: ClassVar = {
+        "max_steps": POSITIVE_INT, "stop_at_step": POSITIVE_INT, "save_steps": POSITIVE_INT,
+        "prompts_per_step": POSITIVE_INT, "logging_steps": POSITIVE_INT,
+        "seed": Range(0, 2**32 - 1, integer=True),  # numpy's seed range
+        "early_stop_patience": NON_NEGATIVE_INT,
+    }
+
     def check(self) -> None:
-        _require(self.max_steps is None or self.max_steps > 0, "train.max_steps",
-                 f"must be positive or null (one epoch), got {self.max_steps}")
-        _require(self.stop_at_step is None or 0 < self.stop_at_step <= (self.max_steps or self.stop_at_step),
+        require(self.stop_at_step is None or self.max_steps is None or self.stop_at_step <= self.max_steps,
                  "train.stop_at_step",
                  f"must be in [1, train.max_steps={self.max_steps}] or null, got {self.stop_at_step}")
-        _require(self.save_steps > 0, "train.save_steps", f"must be positive, got {self.save_steps}")
-        _require(self.prompts_per_step > 0, "train.prompts_per_step", f"must be positive, got {self.prompts_per_step}")
-        _require(self.logging_steps > 0, "train.logging_steps", f"must be positive, got {self.logging_steps}")
 
 
 @dataclass
@@ -299,12 +315,12 @@ class TinaConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def check(self) -> None:
-        for section in (self.lora, self.optim, self.algorithm, self.reward, self.train):
+        for section in (self.model, self.lora, self.algorithm, self.dataset, self.reward, self.train):
             section.check()
         if self.eval.after_training:
             self.eval.check()
         completions, per_device = self.completions_per_step, self.per_device_batch
-        _require(
+        require(
             per_device > 0 and completions % (per_device * self.compute.num_processes) == 0
             and per_device % self.algorithm.num_generations == 0,
             "compute.per_device_batch",
@@ -332,11 +348,27 @@ class TinaConfig:
 
 
 def _system_prompt(name: str) -> str:
-    from tina.data import SYSTEM_PROMPTS
-
     if name not in SYSTEM_PROMPTS:
         raise ConfigError(f"dataset.system_prompt: unknown prompt {name!r}; allowed: {sorted(SYSTEM_PROMPTS)}")
     return SYSTEM_PROMPTS[name]
+
+
+def _output_dir() -> str:
+    """The job's run directory; under `--cfg` (no job yet) the directory it would get."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return OmegaConf.select(hc, "runtime.output_dir", throw_on_missing=False) or hc.run.dir
+
+
+def slug(text: str, limit: int = 120) -> str:
+    """A directory name from a job's overrides that can be pasted back as an argument: Hydra's
+    grammar reads '=' and ',' in a value as syntax, and '/' would nest directories."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text).replace(",", "__").replace("=", "-"))
+    return name if len(name) <= limit else f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def register() -> None:
@@ -345,46 +377,18 @@ def register() -> None:
         "mul": lambda a, b: a * b,
         "tina_dir": lambda: str(PACKAGE_DIR),
         "system_prompt": _system_prompt,
+        "tina_output_dir": _output_dir,
+        "slug": slug,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     ConfigStore.instance().store(name="tina_schema", node=TinaConfig)
 
 
-def validate(cfg: DictConfig) -> Any:
-    """Check a composed config and return it as typed objects (its schema's dataclass, e.g.
-    TinaConfig); raise ConfigError on bad input."""
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        raise ConfigError(str(e)) from None
-    obj.check()
-    return obj
-
-
 register()
 
 
-def check_override_keys(overrides: list[str], schema: type = None) -> None:
-    """Refuse `lora.rnk=3` naming the allowed keys; Hydra's own message names only the bad one."""
-    import dataclasses
-    import difflib
-    import typing
-
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if "=" not in override or key.startswith("hydra") or "/" in key or "." not in key:
-            continue  # group choices (dataset=toy) and Hydra's own keys: Hydra lists their options
-        node: Any = schema or TinaConfig
-        parts = key.split(".")
-        depth = 0
-        while depth < len(parts) and dataclasses.is_dataclass(node):
-            fields = [f.name for f in dataclasses.fields(node)]
-            part = parts[depth]
-            if part not in fields:
-                where = ".".join(parts[:depth]) or "the config"
-                close = difflib.get_close_matches(part, fields, n=1)
-                hint = f" (did you mean {'.'.join(parts[:depth] + close)}?)" if close else ""
-                raise ConfigError(f"{key}: unknown key{hint}; {where} has: {', '.join(fields)}")
-            node = typing.get_type_hints(node)[part]
-            depth += 1
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse unknown keys of the training schema, naming the allowed ones (tina.schema)."""
+    groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps"]
+    _check_keys(overrides, TinaConfig, groups)

@@ -139,7 +139,7 @@ def evidence_from_runs(paths: Iterable[Path | str]) -> list[Evidence]:
             s = rd.read_summary(run)
             if s.get("status") not in ("completed", "stopped_early") or not s.get("steps") or not s.get("wall_seconds"):
                 continue
-            cfg = yaml.safe_load((run / rd.CONFIG).read_text())
+            cfg = rd.read_config(run)
             dev = s.get("device") or {}
             gpu = CPU if dev.get("type") != "cuda" else gpu_key(dev.get("gpu_type") or dev.get("gpu_name"))
             out.append(Evidence(

@@ -6,69 +6,35 @@ so a reward needs no class, no trainer and no model; each one is unit-tested on 
 values, and the config names rewards by string (`get_reward`), checked (`REWARD_NAMES`,
 `reward_params`) before any model loads.
 
-Definitions follow /work/shared/reference/RECIPES.md ("Rewards"); lengths are in characters.
+Definitions follow the paper's released reward code (arXiv 2504.15777, open-r1 lineage); lengths are in characters.
 `completions` is a list of strings or of conversations (the last message's content is scored);
 the gold answers arrive as `solution=[...]`, one per completion; other keyword arguments TRL
 passes (`prompts`, dataset columns, `trainer_state`, ...) are ignored except `prompts`, which
 groups completions for the length reward.
 
-No completion text makes a reward raise: anything math-verify cannot read scores as wrong.
+No completion text makes a reward raise: anything math-verify cannot read scores as wrong. The
+math-verify rewards (accuracy, length, cosine) share one verdict per completion (`tina.math_check`),
+so a completion's check runs once per step however many of them score it, and is cut off at
+math_check.CHECK_SECONDS (1 s; in-process by a signal at 0.8 s that an overloaded CPU can delay,
+in a worker process by a kill at 1 s); one cut off scores as wrong and is counted under
+TIMEOUTS_METRIC.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-import logging
 import math
 import re
-import signal
-import sys
-import threading
-import time
 from typing import Any, Callable, Optional
 
-from latex2sympy2_extended import NormalizationConfig
-from math_verify import LatexExtractionConfig, parse, verify
-
-# Only the tail of a completion goes to math-verify: answers sit at the end, and its regexes and
-# SymPy conversion on megabytes of text would stall the training step. 20k characters is more
-# than the paper's 3584-token completions (~12k characters) and most of an 8960-token one.
-MAX_PARSE_CHARS = 20_000
-# Wall-clock budget for one completion's parse + verify (and, separately, one gold's parse).
-# math-verify's own timeouts are whole seconds per expression and per comparison (several per
-# completion) and main-thread only, so `_within` replaces them with one bound for the whole check.
-# Well-formed answers take 1-40 ms. Worst case measured (2-core CPU, main thread): 2.3 s for one
-# completion, e.g. \boxed{9^{9^{9^9}}}, \boxed{(10^{10})!}, 5000 nested braces, a 3000-element
-# set, a 2000-term sum; a 1 MB string or 100 kB of binary junk takes < 0.3 s. Off the main
-# thread ~2.3 s too, except one huge integer power inside a single C call (\boxed{9^{9^{9^9}}}:
-# > 30 s), which only the main thread's signal interrupts.
-CHECK_SECONDS = 2.0
+from tina.math_check import Verdict, verdicts
 
 Reward = Callable[..., list[Optional[float]]]
 
-
-class _DropTimeoutOffWarning(logging.Filter):
-    """math-verify warns once that its timeouts are off; `_within` replaces them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-for _logger in ("math_verify.parser", "math_verify.grader"):
-    logging.getLogger(_logger).addFilter(_DropTimeoutOffWarning())
-
-_ANSWER_CONFIG = [
-    LatexExtractionConfig(
-        # Answers must be well-formed LaTeX; equations=True is left out (math-verify 0.9 warns
-        # on every call with it, STACK.md).
-        normalization_config=NormalizationConfig(
-            nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
-        ),
-        boxed_match_priority=0,  # \boxed{} answers are tried before any other LaTeX
-        try_extract_without_anchor=False,
-    )
-]
+# Logged through TRL's `log_metric` by each math-verify reward at every call: how many of the
+# call's completions hit math_check.CHECK_SECONDS (a count per call; TRL averages it over the
+# logging interval and over processes). `reward` is the function's __name__, as in rewards/<name>/mean.
+TIMEOUTS_METRIC = "rewards/{reward}/timeouts"
 
 
 def _text(completion: Any) -> str:
@@ -96,100 +62,27 @@ def _solutions(kwargs: dict, n: int, reward: str) -> list:
     return solution
 
 
-class _Timeout(BaseException):
-    """BaseException so that math-verify's and SymPy's `except Exception` cannot swallow it."""
-
-
-def _on_alarm(signum, frame):
-    raise _Timeout
-
-
-def _within(seconds: float, fn: Callable, *args: Any) -> Any:
-    """fn(*args), interrupted by _Timeout once `seconds` of wall time have passed.
-
-    math-verify 0.9 times out with signal.alarm, which exists only in the main thread: with its
-    timeouts on, parse() and verify() raise ValueError in any other thread, and with them off a
-    SymPy simplification runs unbounded (measured: >30 s for `\\boxed{(10^{10})!}`). So we turn
-    its timeouts off and bound the whole check ourselves: in the main thread (where TRL calls
-    rewards) with a real-time signal; elsewhere with a trace function that checks the clock on
-    every Python call (slower, and it pauses a debugger's or coverage's tracer in that thread
-    meanwhile). Neither stops a single long C call, which sees the deadline only on return.
-    """
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        try:
-            signal.setitimer(signal.ITIMER_REAL, seconds)
-            return fn(*args)
-        finally:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            finally:  # restored even if the alarm fires just before it is cancelled
-                signal.signal(signal.SIGALRM, previous)
-
-    end = time.monotonic() + seconds
-
-    def on_call(frame, event, arg):
-        if time.monotonic() > end:
-            raise _Timeout  # Python unsets a trace function that raises
-        return None  # no per-line tracing
-
-    previous = sys.gettrace()
-    sys.settrace(on_call)
-    try:
-        return fn(*args)
-    finally:
-        sys.settrace(previous)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_gold_cached(gold: str) -> tuple:
-    # Cached: the G completions of a prompt share one gold (SymPy objects are immutable).
-    return tuple(parse(gold, extraction_mode="first_match", parsing_timeout=None))
-
-
-def _parse_gold(gold: Optional[str]) -> tuple:
-    if gold is None:
-        return ()
-    try:
-        return _within(CHECK_SECONDS, _parse_gold_cached, gold)
-    except (Exception, _Timeout):
-        return ()
-
-
-def _verify(tail: str, gold_parsed: tuple) -> bool:
-    answer = parse(tail, extraction_config=_ANSWER_CONFIG, extraction_mode="first_match", parsing_timeout=None)
-    return bool(verify(list(gold_parsed), answer, timeout_seconds=None))
-
-
-@functools.lru_cache(maxsize=256)
-def _check(tail: str, gold: Optional[str]) -> Optional[bool]:
-    # Cached (on the parsed tail only, so at most ~256 x 20k characters are held): accuracy,
-    # length and cosine ask the same question about the same batch within one step.
-    gold_parsed = _parse_gold(gold)
-    if not gold_parsed:
-        return None
-    try:
-        return _within(CHECK_SECONDS, _verify, tail, gold_parsed)
-    except (Exception, _Timeout):
-        return False
-
-
-def _is_correct(content: str, gold: Any) -> Optional[bool]:
-    """math-verify's verdict, as open-r1 computes it; None when the gold cannot be parsed."""
-    return _check(content[-MAX_PARSE_CHARS:], None if gold is None else str(gold))
+def _judged(reward: str, contents: list[str], golds: list, kwargs: dict) -> list[Verdict]:
+    """math_check's verdicts (bounded, cached), with the call's timeouts logged when TRL passes `log_metric`."""
+    found = verdicts(contents, golds)
+    log_metric = kwargs.get("log_metric")
+    if callable(log_metric):
+        log_metric(TIMEOUTS_METRIC.format(reward=reward), float(found.count(Verdict.TIMEOUT)))
+    return found
 
 
 def accuracy_reward(completions: list, **kwargs) -> list[Optional[float]]:
     """1.0 if math-verify finds the completion's (boxed-first) answer equal to the gold, else 0.0.
 
     None when the gold cannot be parsed: TRL then leaves the example out of this reward's mean.
+    A check cut off at the time bound scores 0.0, like any answer math-verify cannot confirm.
     """
     contents = _contents(completions)
-    rewards = []
-    for content, gold in zip(contents, _solutions(kwargs, len(contents), "accuracy_reward")):
-        correct = _is_correct(content, gold)
-        rewards.append(None if correct is None else float(correct))
-    return rewards
+    golds = _solutions(kwargs, len(contents), "accuracy_reward")
+    return [
+        None if v is Verdict.NO_GOLD else float(v is Verdict.CORRECT)
+        for v in _judged("accuracy_reward", contents, golds, kwargs)
+    ]
 
 
 def format_reward(completions: list, **kwargs) -> list[float]:
@@ -238,16 +131,19 @@ def length_reward(completions: list, **kwargs) -> list[float]:
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
 
+    # Only groups of unequal lengths need verdicts; all of them are asked for in one batch.
+    scored = [indices for indices in groups.values() if len({len(contents[i]) for i in indices}) > 1]
+    flat = [i for indices in scored for i in indices]
+    judged = _judged("length_reward", [contents[i] for i in flat], [solution[i] for i in flat], kwargs)
+    verdict = dict(zip(flat, judged))
     rewards = [0.0] * len(contents)
-    for indices in groups.values():
+    for indices in scored:
         lengths = [len(contents[i]) for i in indices]
         lo, hi = min(lengths), max(lengths)
-        if lo == hi:
-            continue
         for i, length in zip(indices, lengths):
             lam = 0.5 - (length - lo) / (hi - lo)
-            correct = _is_correct(contents[i], solution[i])
-            rewards[i] = lam if correct is None or correct else min(0.0, lam)
+            right = verdict[i] in (Verdict.CORRECT, Verdict.NO_GOLD)
+            rewards[i] = lam if right else min(0.0, lam)
     return rewards
 
 
@@ -273,12 +169,13 @@ def get_cosine_scaled_reward(
 
     def cosine_reward(completions: list, **kwargs) -> list[float]:
         contents = _contents(completions)
+        golds = _solutions(kwargs, len(contents), "cosine_reward")
         rewards = []
-        for content, gold in zip(contents, _solutions(kwargs, len(contents), "cosine_reward")):
-            correct = _is_correct(content, gold)
-            if correct is None:
+        for content, verdict in zip(contents, _judged("cosine_reward", contents, golds, kwargs)):
+            if verdict is Verdict.NO_GOLD:
                 rewards.append(1.0)
                 continue
+            correct = verdict is Verdict.CORRECT
             lo, hi = (min_value_correct, max_value_correct) if correct else (max_value_wrong, min_value_wrong)
             rewards.append(float(lo + 0.5 * (hi - lo) * (1.0 + math.cos(math.pi * len(content) / max_len))))
         return rewards

@@ -1,34 +1,128 @@
-"""The files a run leaves behind, so a run can be read, resumed or costed without its process.
+"""The run directory: the one module that names, reads and writes a run's files.
 
-Layout (README "Run directory"): config.yaml, metrics.jsonl, summary.json, checkpoints/, adapter/.
-Writes are atomic (summary) or append-and-flush (metrics), so a killed job leaves readable files.
+A run directory is the record of an experiment, read long after its process is gone (by
+`tina.status`, `tina.evaluate`, `analysis`), on a shared file system, by jobs that are killed,
+requeued or started twice. So every rule that keeps the record true lives here, once:
+
+- names: config.yaml, summary.json, metrics.jsonl, checkpoints/checkpoint-N, adapter/, eval/, .lock;
+- small files are written atomically (temp file, fsync, rename): a kill leaves the old or the new;
+- one writer at a time (`RunLock`): an O_EXCL lock file with the holder's host, pid, SLURM job and
+  a heartbeat (its mtime), because flock does not reach across the nodes of a shared file system;
+- a checkpoint counts once its marker, written last, lists its files at their sizes; a damaged
+  last checkpoint is set aside (renamed, never deleted) and the run resumes from the one before;
+- `Record`: the summary's lifecycle, so whatever ends a run (return, exception, signal) leaves a
+  status that says what happened;
+- `run_state`: the one derivation of a run's state from its files, for status and reports.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import subprocess
 import time
+import traceback
+import uuid
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
 
-from tina.config import ConfigError
+from tina.errors import RunDirError
+from tina.run_lock import STALE_AFTER_S, RunLock, start_time  # noqa: F401  (the run's lock: rd.RunLock)
 
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
+log = logging.getLogger("tina.run_dir")
+
 CONFIG = "config.yaml"
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
+EVAL = "eval"
+LOCK = ".lock"
+HYDRA = ".hydra"
+TRAIN_LOG = "train.log"
+CHECKPOINT_PREFIX = "checkpoint-"
+COMPLETE = "tina-complete.json"  # written last into a checkpoint: its files and their sizes
+SET_ASIDE = "set-aside"  # checkpoints/set-aside/: damaged checkpoints, kept for a post-mortem
 
-# Keys that may change between a run and its resumption: where to stop, how to log.
+# Keys that may change between a run and its resumption: where to stop, how to log, what to evaluate.
 RESUMABLE_CHANGES = ("train.stop_at_step", "train.early_stop", "train.early_stop_patience", "wandb", "eval")
+# Where the run lives is not part of the experiment: a run directory may be moved or copied.
+NOT_COMPARED = ("train.output_dir",)
+
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hydra-core", "math-verify")
+
+
+# --------------------------------------------------------------------------- small files
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a kill at any moment leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash of the node
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file; {} if absent; RunDirError naming the file if it is damaged."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_summary(run_dir: Path | str) -> dict:
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+def write_summary(run_dir: Path | str, **fields: Any) -> dict:
+    """Merge fields into summary.json atomically."""
+    run_dir = Path(run_dir)
+    summary = {**read_summary(run_dir), **fields, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def read_config(run_dir: Path | str) -> dict:
+    """The run's resolved config as plain data ({} if it has none yet)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        value = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RunDirError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def is_run(path: Path) -> bool:
+    """A tina run directory: it has a config, a summary, or Hydra's record of a started job."""
+    return any((path / name).exists() for name in (CONFIG, SUMMARY, HYDRA))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -40,70 +134,49 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_or_write_config(run_dir: Path, cfg: DictConfig) -> None:
-    """Write the resolved config; in a directory that already has one, refuse a different run.
+def check_config(run_dir: Path, config: dict) -> None:
+    """Refuse to train `config` in a directory that holds a run with another one (read only).
 
     Resuming with another lr or rank would silently mix two experiments in one metrics file.
     """
-    new = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    path = run_dir / CONFIG
-    if path.exists():
-        old = _flatten(yaml.safe_load(path.read_text()))
-        changed = sorted(
-            k for k, v in _flatten(new).items()
-            if old.get(k) != v and not k.startswith(RESUMABLE_CHANGES)
-        )
-        if changed:
-            raise ConfigError(
-                f"train.output_dir: {run_dir} holds a run with another config (differs in {changed}); "
-                f"only {list(RESUMABLE_CHANGES)} may change on resume. Choose a new train.output_dir."
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(new, sort_keys=False))
-    os.replace(tmp, path)
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = [p for p in (run_dir / CHECKPOINTS).glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def saved_steps(run_dir: Path | str) -> list[int]:
-    """Steps of RUN/checkpoints/checkpoint-N, sorted."""
-    return sorted(int(p.name.split("-")[1]) for p in (Path(run_dir) / CHECKPOINTS).glob("checkpoint-*")
-                  if p.name.split("-")[1].isdigit())
-
-
-def truncate_metrics(run_dir: Path, after_step: int) -> None:
-    """Drop logged steps past the checkpoint we resume from: they will be trained and logged again."""
-    path = run_dir / METRICS
-    if not path.exists():
+    old = _flatten(read_config(run_dir))
+    if not old:
         return
-    kept = []
-    for line in path.read_text().splitlines():
+    changed = sorted(k for k, v in _flatten(config).items()
+                     if old.get(k) != v and not k.startswith(RESUMABLE_CHANGES + NOT_COMPARED))
+    if changed:
+        raise RunDirError(
+            f"train.output_dir: {run_dir} holds a run with another config (differs in {changed}); "
+            f"only {list(RESUMABLE_CHANGES)} may change on resume. Choose a new train.output_dir."
+        )
+
+
+def write_config(run_dir: Path, config: dict, hydra_files: dict[str, Any] | None = None) -> None:
+    """config.yaml, and Hydra's own record (.hydra/), written by us only once the start is accepted."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, node in (hydra_files or {}).items():
+        (run_dir / HYDRA).mkdir(exist_ok=True)
+        atomic_write(run_dir / HYDRA / name, yaml.safe_dump(node, sort_keys=False))
+    atomic_write(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+
+def discard_new(run_dir: Path, before: set[Path]) -> None:
+    """After a refused start: remove what this process added (Hydra's log, a half-made record),
+    and the directory itself if it is then empty. What was there before stays, byte for byte."""
+    import shutil
+
+    if not run_dir.is_dir():
+        return
+    for path in set(run_dir.iterdir()) - before:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    if not before:
         try:
-            if json.loads(line)["step"] <= after_step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass  # a line cut short by a kill
-    path.write_text("".join(f"{line}\n" for line in kept))
+            run_dir.rmdir()
+        except OSError:
+            pass
 
 
-def last_logged_step(run_dir: Path) -> int:
-    """The last step in metrics.jsonl (0 if none): a running job's progress, read from its tail."""
-    path = run_dir / METRICS
-    if not path.exists():
-        return 0
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 8192))
-        for line in reversed(f.read().decode(errors="replace").splitlines()):
-            try:
-                return int(json.loads(line)["step"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue  # a line cut short by a writer or a kill
-    return 0
-
+# --------------------------------------------------------------------------- metrics
 
 def append_metrics(run_dir: Path, record: dict) -> None:
     with open(run_dir / METRICS, "a") as f:
@@ -111,28 +184,223 @@ def append_metrics(run_dir: Path, record: dict) -> None:
         f.flush()
 
 
-def read_summary(run_dir: Path) -> dict:
-    path = run_dir / SUMMARY
-    return json.loads(path.read_text()) if path.exists() else {}
+def _metric_lines(run_dir: Path) -> list[str]:
+    try:
+        return (run_dir / METRICS).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
 
 
-def write_summary(run_dir: Path, **fields: Any) -> dict:
-    """Merge fields into summary.json atomically."""
-    summary = {**read_summary(run_dir), **fields, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = run_dir / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, run_dir / SUMMARY)
-    return summary
+def _step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # a line cut short by a kill
 
 
-class Summary:
-    """summary.json for one run; in a multi-process job only rank 0 writes."""
+def truncate_metrics(run_dir: Path, after_step: int) -> None:
+    """Drop logged steps past the checkpoint we resume from: they will be trained and logged again."""
+    if (run_dir / METRICS).exists():
+        kept = [line for line in _metric_lines(run_dir) if (_step(line) or after_step + 1) <= after_step]
+        atomic_write(run_dir / METRICS, "".join(f"{line}\n" for line in kept))
 
-    def __init__(self, run_dir: Path, enabled: bool = True):
-        self.run_dir, self.enabled = run_dir, enabled
+
+def last_logged_step(run_dir: Path | str) -> int:
+    """The last step in metrics.jsonl (0 if none): a running job's progress, read from its tail."""
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 8192))
+            tail = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return 0
+    return next((s for s in map(_step, reversed(tail)) if s is not None), 0)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def checkpoint_step(path: Path) -> int | None:
+    name = Path(path).name
+    suffix = name[len(CHECKPOINT_PREFIX):]
+    return int(suffix) if name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def checkpoint_dir(run_dir: Path | str, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def _checkpoint_dirs(run_dir: Path) -> list[Path]:
+    found = [p for p in (Path(run_dir) / CHECKPOINTS).glob(f"{CHECKPOINT_PREFIX}*") if checkpoint_step(p) is not None]
+    return sorted(found, key=checkpoint_step)
+
+
+def mark_complete(ckpt: Path) -> None:
+    """Record a fully written checkpoint: every file and its size (called after the trainer saved it)."""
+    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != COMPLETE}
+    atomic_write(ckpt / COMPLETE, json.dumps({"files": files}, indent=1))
+
+
+def damage(ckpt: Path) -> str | None:
+    """Why a checkpoint cannot be trusted (naming the file), or None when it is intact."""
+    marker = ckpt / COMPLETE
+    try:
+        files = read_json(marker).get("files")
+    except RunDirError as e:
+        return str(e)
+    if not files:
+        return f"{marker}: missing (the save did not finish)"
+    for name, size in files.items():
+        path = ckpt / name
+        actual = path.stat().st_size if path.is_file() else None
+        if actual != size:
+            return f"{path}: {'missing' if actual is None else f'{actual} bytes'}, {size} when saved"
+    try:
+        read_json(ckpt / "trainer_state.json")  # HF Trainer's name; parsing it is cheap
+    except RunDirError as e:
+        return str(e)
+    return None
+
+
+def checkpoints(run_dir: Path | str) -> list[Path]:
+    """The intact checkpoints, in step order."""
+    return [p for p in _checkpoint_dirs(Path(run_dir)) if damage(p) is None]
+
+
+def saved_steps(run_dir: Path | str) -> list[int]:
+    """Steps of the intact checkpoints, sorted."""
+    return [checkpoint_step(p) for p in checkpoints(run_dir)]
+
+
+def resume_point(run_dir: Path) -> Path | None:
+    """The newest intact checkpoint. Damaged ones after it are set aside (renamed into
+    checkpoints/set-aside/, not deleted) with a warning naming the file, so the trainer never
+    loads them and a person can still look at them."""
+    for ckpt in reversed(_checkpoint_dirs(run_dir)):
+        why = damage(ckpt)
+        if why is None:
+            return ckpt
+        aside = run_dir / CHECKPOINTS / SET_ASIDE / f"{ckpt.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        os.rename(ckpt, aside)
+        log.warning("checkpoint %s is damaged (%s); set aside as %s", ckpt.name, why, aside)
+    if (run_dir / CHECKPOINTS / SET_ASIDE).is_dir():
+        log.warning("no intact checkpoint in %s: starting over from step 0", run_dir)
+    return None
+
+
+def adapter_dir(run_dir: Path | str) -> Path:
+    return Path(run_dir) / ADAPTER
+
+
+def eval_dir(run_dir: Path | str) -> Path:
+    return Path(run_dir) / EVAL
+
+
+def lock_of(run_dir: Path | str) -> RunLock:
+    return RunLock(Path(run_dir) / LOCK)
+
+
+# --------------------------------------------------------------------------- the record
+
+class Record:
+    """summary.json over a run's life; in a multi-process job only rank 0 writes.
+
+    Used as `with Record(...) as rec:` around everything a run does: its start writes
+    status=running with the host and pid (so a reader can tell a live run from a dead one); an
+    exception leaves failed (with the error), an `Interrupted` leaves its own status and reason.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True, lock: RunLock | None = None):
+        self.run_dir, self.enabled, self.lock = run_dir, enabled, lock
+        self.previous = read_summary(run_dir)
+        self.started = time.time()
+        self.wall_before = float(self.previous.get("wall_seconds") or 0.0)
+
+    def wall(self) -> float:
+        return self.wall_before + time.time() - self.started
 
     def write(self, **fields: Any) -> dict:
-        return write_summary(self.run_dir, **fields) if self.enabled else {**read_summary(self.run_dir), **fields}
+        if not self.enabled or (self.lock is not None and self.lock.lost):
+            return {**read_summary(self.run_dir), **fields}
+        return write_summary(self.run_dir, **fields)
+
+    def __enter__(self) -> "Record":
+        extra = {"lock_takeover": self.lock.took_over} if self.lock and self.lock.took_over else {}
+        self.write(status="running", error=None, reason=None, traceback=None, host=socket.gethostname(),
+                   pid=os.getpid(), wall_seconds=self.wall_before, steps=self.previous.get("steps", 0), **extra)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None:
+            return False
+        status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+        if status is None:
+            status, reason = "failed", None
+            log.error("run failed: %s: %s", type(exc).__name__, exc)
+        self.write(status=status, reason=reason, wall_seconds=self.wall(),
+                   error=None if reason else f"{type(exc).__name__}: {exc}",
+                   traceback=None if reason else "".join(traceback.format_exception(kind, exc, tb)))
+        return False
+
+
+@contextmanager
+def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_process: bool = True) -> Iterator[Record]:
+    """Own `run_dir` for one training process: refuse another config or a live writer before
+    touching a byte, then lock, write the config, and keep the summary true until the end."""
+    check_config(run_dir, config)  # read only: a refused start changes nothing
+    lock = lock_of(run_dir) if main_process else None
+    if lock is not None:
+        existed = run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+        except BaseException:
+            if not existed:
+                run_dir.rmdir()
+            raise
+    try:
+        if main_process:
+            check_config(run_dir, config)  # again, under the lock: the other writer may have just written it
+            write_config(run_dir, config, hydra_files)
+        with Record(run_dir, enabled=main_process, lock=lock) as record:
+            yield record
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# --------------------------------------------------------------------------- reading a run's state
+
+def run_state(run_dir: Path | str) -> dict:
+    """What a run's files say about it, never raising: status, reason, steps, stop_step, error.
+
+    status: the summary's (running, completed, stopped_early, failed, interrupted, preempted), or
+    `died` (running, but its process is gone), `not started` (Hydra made the directory, nothing
+    more), `no summary` (logged steps, no summary), `unreadable` (a damaged summary.json).
+    """
+    run_dir = Path(run_dir)
+    steps = last_logged_step(run_dir)
+    row = {"status": None, "reason": None, "steps": steps, "stop_step": None, "error": None}
+    try:
+        summary = read_summary(run_dir)
+    except RunDirError as e:
+        return {**row, "status": "unreadable", "reason": str(e)}
+    row.update(steps=max(summary.get("steps") or 0, steps),
+               stop_step=summary.get("stop_at_step") or summary.get("max_steps"),
+               error=summary.get("error"), reason=summary.get("reason"))
+    status = summary.get("status")
+    if status is None:
+        status = "no summary" if steps else "not started"
+        row["reason"] = f"logged {steps} steps but has no summary" if steps else "no summary, no logged step"
+    elif status == "running":
+        lock = lock_of(run_dir)
+        holder = lock.holder()
+        if holder is None:
+            status, row["reason"] = "died", f"no process holds the run (pid {summary.get('pid')} on {summary.get('host')} ended without a word: killed?)"
+        elif (why := lock.gone(holder)) is not None:
+            status, row["reason"] = "died", f"its holder is gone ({why})"
+    row["status"] = status
+    return row
 
 
 def environment() -> dict:
@@ -163,6 +431,6 @@ def environment() -> dict:
             "num_gpus": world if cuda else 0,
         },
         "world_size": world,
-        "hostname": os.uname().nodename,
+        "hostname": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
     }

@@ -113,7 +113,7 @@ class Trial:
         self.dir = search.dir / f"trial_{trial.number:03d}"
 
     def run_dir(self) -> Path | None:
-        return next((p for p in self.dir.glob("0_*") if (p / ".hydra").is_dir()), None)
+        return next((p for p in self.dir.glob("0_*") if rd.is_run(p)), None)
 
     def launch(self, command: list[str]) -> subprocess.Popen:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
+
 from tina import run_dir as rd
 
 # {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
@@ -53,29 +55,38 @@ def _task_range(tasks: str) -> list[int]:
     return nums
 
 
+def _job_num(path: Path) -> int | None:
+    head = path.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def sweep_status(sweep: Path) -> list[dict]:
-    """One row per job: num, run_dir, status, steps, slurm job id and state, error."""
+    """One row per job (or one for a single run directory): num, run_dir, status, reason, steps,
+    stop_step, slurm job id and state, error. Damaged files give a row that says so, never a crash."""
     if not sweep.is_dir():
-        raise FileNotFoundError(f"no sweep directory at {sweep}")
+        raise FileNotFoundError(f"no sweep or run directory at {sweep}")
+    if rd.is_run(sweep):
+        return [{"num": 0, "run_dir": str(sweep), **rd.run_state(sweep), "slurm_job": None, "slurm_state": None}]
     slurm = _slurm_states(sweep)
-    runs = {int(p.name.split("_")[0]): p for p in sweep.iterdir() if (p / ".hydra").is_dir() and p.name[0].isdigit()}
+    runs = {_job_num(p): p for p in sweep.iterdir() if p.is_dir() and _job_num(p) is not None and rd.is_run(p)}
     rows = []
     for num in sorted(set(runs) | set(slurm)):
         run = runs.get(num)
-        summary = rd.read_summary(run) if run else {}
         job = slurm.get(num, {})
-        status = summary.get("status") or ("pending" if job.get("state") == "PENDING" else "not started")
-        if status == "running" and job.get("state") in _SLURM_DEAD:
-            status = f"died ({job['state'].lower()})"  # killed hard: no chance to write its summary
-        elif job.get("state") == "CANCELLED" and status in ("not started", "pending"):
-            status = "cancelled"
-        rows.append({
-            "num": num, "run_dir": str(run) if run else None, "status": status,
-            "steps": max(summary.get("steps") or 0, rd.last_logged_step(run)) if run else None, "stop_step": summary.get("stop_at_step") or summary.get("max_steps"),
-            "slurm_job": job.get("job_id"), "slurm_state": job.get("state"), "error": summary.get("error"),
-        })
+        state = rd.run_state(run) if run else {"status": None, "reason": None, "steps": None, "stop_step": None, "error": None}
+        if state["status"] is None or state["status"] == "not started":
+            if job.get("state") == "PENDING":
+                state["status"] = "pending"
+            elif job.get("state") == "CANCELLED":
+                state["status"] = "cancelled"
+            elif state["status"] is None:
+                state["status"] = "not started"
+        elif state["status"] == "running" and job.get("state") in _SLURM_DEAD:
+            state["status"], state["reason"] = "died", f"SLURM says {job['state']}: killed before it could write its summary"
+        rows.append({"num": num, "run_dir": str(run) if run else None, **state,
+                     "slurm_job": job.get("job_id"), "slurm_state": job.get("state")})
     if not rows:
-        raise FileNotFoundError(f"{sweep} holds no tina runs (no <num>_*/.hydra folders, no .submitit jobs)")
+        raise FileNotFoundError(f"{sweep} holds no tina runs (no run directories, no .submitit jobs)")
     return rows
 
 
@@ -92,13 +103,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        for r in rows:
-            steps = f"{r['steps']}/{r['stop_step']}" if r["steps"] is not None else "-"
-            slurm = f"{r['slurm_job']} {r['slurm_state']}" if r["slurm_job"] else ""
-            name = Path(r["run_dir"]).name if r["run_dir"] else f"job {r['num']}"
-            print(f"{name:40s} {r['status']:20s} {steps:>10s}  {slurm}  {r['error'] or ''}".rstrip())
+        print_rows(rows)
         _rerun_hint(args.sweep)
-    return 0 if all(r["status"] == "completed" for r in rows) else 1
+    return 0 if all(r["status"] in FINISHED for r in rows) else 1
+
+
+FINISHED = ("completed", "stopped_early")
+
+
+def print_rows(rows: list[dict]) -> None:
+    """status, steps, final reward... one line per job, the run directory as a path to paste back."""
+    for r in rows:
+        steps = f"{r['steps']}/{r['stop_step'] or '?'}" if r["steps"] is not None else "-"
+        slurm = f"  [{r['slurm_job']} {r['slurm_state']}]" if r["slurm_job"] else ""
+        where = r["run_dir"] or f"job {r['num']} (no directory)"
+        why = r["error"] or r["reason"]
+        print(f"{r['status']:13s} {steps:>9s}  {where}{slurm}{f'  {why}' if why else ''}")
+
+
+class SweepSummary(Callback):
+    """Remembers the sweep directory when a multirun starts, so `tina.train` can end with every job's
+    outcome and the next commands, also when a job failed (Hydra then skips on_multirun_end)."""
+
+    sweeps: list[Path] = []
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        SweepSummary.sweeps.append(Path(config.hydra.sweep.dir))
+
+
+def print_sweep_summary(sweep: Path) -> None:
+    try:
+        rows = sweep_status(sweep)
+    except FileNotFoundError:
+        return  # refused before any job ran: nothing to show
+    done = sum(r["status"] in FINISHED for r in rows)
+    print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
+    print_rows(rows)
+    print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)
 
 
 def _rerun_hint(sweep: Path) -> None:

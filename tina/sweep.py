@@ -20,9 +20,8 @@ from omegaconf import OmegaConf
 
 from tina import run_dir as rd
 from tina.plan import compose_sweep
-from tina.status import RERUNS, sweep_status
+from tina.status import FINISHED, RERUNS, sweep_status
 
-FINISHED = {"completed", "stopped_early"}
 # SLURM states of a job that is still queued or running (a requeued preemption resumes by itself).
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
          "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -31,12 +30,11 @@ ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFI
 def needs_rerun(row: dict) -> bool:
     """A status row (tina.status) of a job that is neither finished nor still on its way."""
     status, state = row["status"], row.get("slurm_state")
-    if status in FINISHED or status == "pending" or state in ALIVE:
-        return False
-    if status == "running":
-        # Only a scheduler can say a running job is gone; without one it may be alive in its driver.
-        return state is not None
-    return True  # failed, interrupted, cancelled, died (...), preempted past its requeues, not started
+    if status in FINISHED or status in ("pending", "running", "unreadable") or state in ALIVE:
+        return False  # running: its process holds the run's lock; unreadable: a damaged summary wants a person
+    # failed, interrupted, cancelled, died, no summary, not started, or preempted and not requeued by
+    # SLURM (past its requeue limit, or no scheduler to requeue it)
+    return True
 
 
 def recorded_overrides(sweep: Path) -> list[str]:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
-import traceback
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from tina import run_dir as rd
-from tina.config import ConfigError, TinaConfig, validate
+from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
+from tina.errors import ConfigError
+from tina.phase import best_checkpoint
+from tina.schema import composition_error
+from tina.status import SweepSummary, print_sweep_summary
+from tina.signals import Interrupted, SignalGuard, status_for
 
 log = logging.getLogger("tina.train")
 
@@ -158,47 +162,159 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Run (or resume) one training job in cfg.train.output_dir; return its summary."""
+    """Run (or resume) one training job in cfg.train.output_dir; return its summary.
+
+    Compose, validate, own the run directory (rd.writer: lock, config, summary), load data, build
+    the trainer, train, record. Any failure is recorded in summary.json and re-raised, so Hydra
+    marks that job failed while the rest of a multirun goes on.
+    """
     tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
     _export_slurm_ranks()
+    _check_world_size(tc)
     run_dir = Path(tc.train.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     main_process = int(os.environ.get("RANK", "0")) == 0
-    if main_process:
-        rd.check_or_write_config(run_dir, cfg)
-    previous = rd.read_summary(run_dir)
-    finished = previous.get("status") == "stopped_early" or (
-        previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"]))
-    if finished:
-        log.info("%s already finished at step %s; nothing to do", run_dir, previous["steps"])
-        return previous
-
-    started = time.time()
-    wall_before = previous.get("wall_seconds", 0.0)
-    summary = rd.Summary(run_dir, enabled=main_process)
-    env = rd.environment()
-    env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
-    summary.write(
-        status="running", error=None, max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step,
-        steps=previous.get("steps", 0), wall_seconds=wall_before, model=tc.model.name_or_path, **env,
-    )
-    try:
-        _check_world_size(tc)
-        result, stop_cb = _train(tc, run_dir, summary, started, wall_before)
-    except BaseException as e:
-        log.error("run failed: %s: %s", type(e).__name__, e)
-        summary.write(
-            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
-            wall_seconds=wall_before + time.time() - started,
-        )
-        raise
-    if tc.eval.after_training and result.get("status") in ("completed", "stopped_early") and main_process:
-        _evaluate_after(tc, run_dir, summary)
-    if stop_cb.signalled is not None:
-        stop_cb.chain()
+    with SignalGuard() as guard:
+        try:
+            with rd.writer(run_dir, config, _hydra_files(), main_process) as rec:
+                result = _run(tc, run_dir, rec, guard)
+        except Interrupted:
+            guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
+        if guard.signalled is not None:
+            guard.chain()
     return result
 
 
-def _evaluate_after(tc: TinaConfig, run_dir: Path, summary: "rd.Summary") -> None:
+def _hydra_files() -> dict:
+    """Hydra's own record of the job (.hydra/), which conf/train.yaml stops Hydra from writing
+    before tina has accepted the start (hydra.output_subdir: null): a refused rerun changes nothing."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hc = HydraConfig.get()
+    task = OmegaConf.to_container(hc.overrides.task)
+    return {"hydra.yaml": {"hydra": OmegaConf.to_container(hc, enum_to_str=True)}, "overrides.yaml": task}
+
+
+def _quiet() -> None:
+    """The console shows tina's progress line; library bars and a deprecation TRL triggers inside
+    transformers 5 (is_gradient_checkpointing) are noise to a user who can do nothing about them."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def _scores(heldout: dict) -> str:
+    return f"format {heldout['format']:.3f}, accuracy {heldout['accuracy']:.3f} on {heldout['n']} problems"
+
+
+def _finished(tc: TinaConfig, previous: dict) -> bool:
+    if previous.get("status") == "stopped_early":
+        return True
+    return previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
+
+
+def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> dict:
+    import torch
+    from transformers.trainer_callback import ProgressCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tina import data
+    from tina.callbacks import MarkComplete, MetricsFile, PhaseEarlyStop, QuietProgress, StopAt
+
+    if _finished(tc, rec.previous):
+        log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
+        return rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
+                         wall_seconds=rec.wall_before)
+    env = rd.environment()
+    env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
+    rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
+    if tc.wandb.mode.value != "disabled":
+        _wandb_env(tc, run_dir)
+    _quiet()
+    if tc.compute.num_threads:
+        torch.set_num_threads(tc.compute.num_threads)
+    tokenizer = load_tokenizer(tc)
+    # Data before the model: a broken data set should fail in seconds, not after loading 1.5B weights.
+    train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
+    eval_ds = data.load_eval(tc.dataset)
+    model = load_model(tc)
+
+    resume_from = rd.resume_point(run_dir) if rec.enabled else None
+    resume_step = rd.checkpoint_step(resume_from) if resume_from else 0
+    if rec.enabled:
+        if resume_from is not None:
+            log.info("resuming from %s", resume_from)
+            rd.truncate_metrics(run_dir, after_step=resume_step)
+        else:
+            (run_dir / rd.METRICS).unlink(missing_ok=True)
+        if eval_ds is not None and "heldout_base" not in rd.read_summary(run_dir):
+            rec.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc))
+            log.info("held-out before training: %s", _scores(rd.read_summary(run_dir)["heldout_base"]))
+
+    if tc.stop_step is not None and resume_step >= tc.stop_step:
+        # Killed after its last checkpoint, before its summary: the work is done, train no step more.
+        from peft import PeftModel
+
+        log.info("%s reached step %d already (checkpoint %s): recording it completed", run_dir, resume_step, resume_from)
+        trained = PeftModel.from_pretrained(model, str(resume_from))
+        trained.save_pretrained(str(rd.adapter_dir(run_dir)))
+        return _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+
+    metrics_cb = MetricsFile(run_dir)
+    phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs(tc),
+        args=GRPOConfig(**grpo_kwargs(tc, run_dir), use_cpu=not torch.cuda.is_available()),
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(tc),
+        # metrics first: the phase detector reads them
+        callbacks=[cb for cb in (metrics_cb, MarkComplete(), phase_cb,
+                                 StopAt(tc.stop_step or float("inf"), guard, rec.lock)) if cb is not None],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress())
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    rec.write(num_params=total, trainable_params=trainable)
+    guard.where = f"after step {resume_step}"
+    with guard.deferred():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    steps = trainer.state.global_step
+    guard.where = f"after its last step ({steps}), before the run was recorded complete"
+    status = "completed" if guard.signalled is None else status_for(guard.signalled)
+    fields = dict(steps=steps, **metrics_cb.totals)
+    if guard.signalled is not None:
+        fields["reason"] = f"{signal.Signals(guard.signalled).name} at step {steps}; checkpoint saved"
+    if phase_cb is not None and status == "completed":
+        fields.update(phase_step=phase_cb.transition,
+                      best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
+        status = "stopped_early" if phase_cb.transition is not None else status
+    if status in ("completed", "stopped_early"):
+        trainer.save_model(str(rd.adapter_dir(run_dir)))
+    return _record_end(tc, run_dir, rec, trainer.model, tokenizer, eval_ds, status, fields)
+
+
+def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
+    if status in ("completed", "stopped_early") and eval_ds is not None and rec.enabled:
+        fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc)
+        log.info("held-out after training: %s", _scores(fields["heldout_final"]))
+    result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
+    log.info("%s after %d steps in %.0f s: %s", status, fields["steps"], result["wall_seconds"], run_dir)
+    if tc.eval.after_training and status in ("completed", "stopped_early") and rec.enabled:
+        _evaluate_after(tc, run_dir, rec)
+    return result
+
+
+def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record") -> None:
     """eval.after_training: evaluate the finished run in the same job. A failure is logged and recorded,
     not raised: the training result stands, and `python -m tina.evaluate run_dir=...` redoes it."""
     import gc
@@ -214,7 +330,7 @@ def _evaluate_after(tc: TinaConfig, run_dir: Path, summary: "rd.Summary") -> Non
         evaluate_run(run_dir, tc.eval)
     except Exception as e:
         log.exception("evaluation after training failed")
-        summary.write(eval_error=f"{type(e).__name__}: {e}")
+        rec.write(eval_error=f"{type(e).__name__}: {e}")
 
 
 def _check_world_size(tc: TinaConfig) -> None:
@@ -224,7 +340,7 @@ def _check_world_size(tc: TinaConfig) -> None:
         raise ConfigError(
             f"compute.num_processes: set to {tc.compute.num_processes} but this job runs {world} process(es); "
             f"launch one process per GPU (accelerate launch --num_processes {tc.compute.num_processes} -m tina.train, "
-            f"or hydra/launcher=slurm with hydra.launcher.tasks_per_node={tc.compute.num_processes}) "
+            f"or hydra/launcher=slurm, which starts compute.num_processes tasks) "
             f"or set compute.num_processes={world}"
         )
 
@@ -238,86 +354,79 @@ def _export_slurm_ranks() -> None:
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
-def _train(tc: TinaConfig, run_dir: Path, summary: "rd.Summary", started: float, wall_before: float):
-    import torch
-    from trl import GRPOConfig, GRPOTrainer
-
-    from tina import data
-    from tina.callbacks import MetricsFile, PhaseEarlyStop, StopAt
-
-    if tc.wandb.mode.value != "disabled":
-        _wandb_env(tc, run_dir)
-    if tc.compute.num_threads:
-        torch.set_num_threads(tc.compute.num_threads)
-    tokenizer = load_tokenizer(tc)
-    # Data before the model: a missing data set should fail in seconds, not after loading 1.5B weights.
-    train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
-    eval_ds = data.load_eval(tc.dataset)
-    model = load_model(tc)
-
-    resume_from = rd.last_checkpoint(run_dir)
-    if summary.enabled:
-        if resume_from is not None:
-            log.info("resuming from %s", resume_from)
-            rd.truncate_metrics(run_dir, after_step=int(resume_from.name.split("-")[1]))
-        else:
-            (run_dir / rd.METRICS).unlink(missing_ok=True)
-        if eval_ds is not None and "heldout_base" not in rd.read_summary(run_dir):
-            summary.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc))
-            log.info("held-out before training: %s", rd.read_summary(run_dir)["heldout_base"])
-
-    metrics_cb = MetricsFile(run_dir)
-    stop_cb = StopAt(tc.stop_step or float("inf"))
-    phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs(tc),
-        args=GRPOConfig(**grpo_kwargs(tc, run_dir), use_cpu=not torch.cuda.is_available()),
-        train_dataset=train_ds,
-        processing_class=tokenizer,
-        peft_config=lora_config(tc),
-        callbacks=[cb for cb in (metrics_cb, phase_cb, stop_cb) if cb is not None],  # metrics first: the detector reads them
-    )
-    trainable, total = trainer.model.get_nb_trainable_parameters()
-    summary.write(num_params=total, trainable_params=trainable)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-
-    steps = trainer.state.global_step
-    # USR2 is SLURM's warning before preemption or the time limit (the job is requeued); TERM ends it.
-    status = {None: "completed", signal.SIGUSR2: "preempted"}.get(stop_cb.signalled, "interrupted")
-    fields = dict(steps=steps, wall_seconds=wall_before + time.time() - started, **metrics_cb.totals)
-    if phase_cb is not None and status == "completed":
-        from analysis.phase import best_checkpoint
-
-        fields.update(phase_step=phase_cb.transition,
-                      best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
-        status = "stopped_early" if phase_cb.transition is not None else status
-    if status in ("completed", "stopped_early"):
-        trainer.save_model(str(run_dir / rd.ADAPTER))
-        if eval_ds is not None and summary.enabled:
-            fields["heldout_final"] = _heldout(trainer.model, tokenizer, eval_ds, tc)
-            log.info("held-out after training: %s", fields["heldout_final"])
-    result = summary.write(status=status, saved_steps=rd.saved_steps(run_dir), **fields)
-    log.info("%s after %d steps in %.0f s: %s", status, steps, fields["wall_seconds"], run_dir)
-    return result, stop_cb
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> dict:
-    print_config(cfg)
-    return train(cfg)
+    """One job. In a single run a refusal is one line on the console and a new run directory is
+    removed; in a multirun it is raised, so Hydra records that job failed and the others go on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    single = HydraConfig.get().mode.name == "RUN"
+    run_dir = Path(cfg.train.output_dir)
+    # What was there before this job; Hydra's own empty train.log, made just now, does not count.
+    before = {p for p in run_dir.iterdir() if p.name != rd.TRAIN_LOG or p.stat().st_size} if run_dir.is_dir() else set()
+    try:
+        validate(cfg)
+        print_config(cfg)
+        return train(cfg)
+    except ConfigError as e:
+        if not single:
+            raise
+        rd.discard_new(run_dir, before)
+        sys.exit(f"tina: {e}")
+
+
+_HYDRA_INFO_FLAGS = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                     "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
+
+
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
+                "--shell-completion", "-sc", "--info", "-i")
+
+
+def precheck(args: list[str]) -> None:
+    """Compose and validate a single run's config the way Hydra will, before Hydra makes its run
+    directory or prints anything: a bad command is one line and leaves no trace.
+
+    A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in _VALUE_FLAGS)]
+    for override in overrides:
+        try:
+            OverridesParser.create().parse_overrides([override])
+        except Exception as e:
+            raise ConfigError(f"{override}: not Hydra override syntax ({composition_error(e)}); "
+                              "quote values with special characters, e.g. 'key=\"a,b\"'") from None
+    check_override_keys(args)
+    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS + ("-m", "--multirun") for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
+        try:
+            cfg = compose("train", overrides=overrides)
+        except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
+            raise ConfigError(composition_error(e)) from None
+    given = {a.lstrip("+").split("=", 1)[0]: a.split("=", 1)[1] for a in overrides if "=" in a}
+    run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
+    cfg.train.output_dir = run_dir or "set-when-the-job-starts"
+    validate(cfg)
+    if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
+        run_dir = Path(run_dir)
+        rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        rd.lock_of(run_dir).check_free()
 
 
 def cli() -> None:
-    import sys
-
-    from tina.config import ConfigError, check_override_keys
-
     try:
-        check_override_keys(sys.argv[1:])
+        precheck(sys.argv[1:])
     except ConfigError as e:
         sys.exit(f"tina: {e}")
-    main()
+    try:
+        main()
+    finally:
+        for sweep in SweepSummary.sweeps:
+            print_sweep_summary(sweep)
 
 
 if __name__ == "__main__":

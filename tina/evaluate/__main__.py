@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tina.config import ConfigError
+from tina.errors import ConfigError
 from tina.evaluate.config import check_override_keys, validate
 
 

@@ -16,7 +16,8 @@ from typing import Optional
 
 import yaml
 
-from tina.config import ConfigError
+from tina.errors import ConfigError
+from tina.phase import best_checkpoint, detect
 
 log = logging.getLogger("tina.evaluate")
 
@@ -66,8 +67,6 @@ def select(run_dir: Path, mode: str, include_base: bool) -> tuple[list[Target], 
     last = candidates[-1]
     if mode == "last":
         return base + [last], {"mode": "last"}
-    from analysis.phase import best_checkpoint, detect
-
     try:
         phase = detect(run_dir)
     except FileNotFoundError:

@@ -20,15 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tina import benchmarks as bm
+from tina.errors import ConfigError, require
+from tina.schema import check_override_keys as _check_keys
+from tina.schema import validate as validate_schema
 
 
-def _require(ok: bool, key: str, message: str) -> None:
-    # tina.config's ConfigError, imported late: tina.config nests EvalConfig, so importing it here
-    # at module level would be a cycle.
-    if not ok:
-        from tina.config import ConfigError
-
-        raise ConfigError(f"{key}: {message}")
+_require = require
 
 
 class Backend(str, Enum):
@@ -195,13 +192,9 @@ def to_eval_config(cfg: Any) -> EvalConfig:
 
 def validate(cfg: DictConfig) -> EvaluateConfig:
     """The composed evaluate config as checked typed objects; ConfigError naming the key otherwise."""
-    from tina.config import validate as validate_schema
-
     return validate_schema(cfg)
 
 
 def check_override_keys(overrides: list[str]) -> None:
     """Refuse `eval.chekpoints=...` naming the keys that exist (Hydra's message names only the bad one)."""
-    from tina.config import check_override_keys as check_keys
-
-    check_keys(overrides, EvaluateConfig)
+    _check_keys(overrides, EvaluateConfig, ["eval"])

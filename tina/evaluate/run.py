@@ -20,6 +20,7 @@ from typing import Any, Optional
 from tina import benchmarks as bm
 from tina.evaluate import results as res
 from tina.evaluate.checkpoints import Target, run_config, select
+from tina.errors import ConfigError
 from tina.evaluate.config import Backend, ChatTemplate, EvalConfig, EvaluateConfig, to_eval_config
 
 log = logging.getLogger("tina.evaluate")
@@ -49,7 +50,6 @@ def _source(bench: bm.Benchmark, e: EvalConfig) -> str:
 
 
 def _examples(bench: bm.Benchmark, e: EvalConfig) -> list[dict]:
-    from tina.config import ConfigError
 
     key = f"eval.data_path.{bench.name}"
     rows = bm.load_rows(bench, path=e.data_path.get(bench.name), toy_size=e.toy_size, toy_seed=e.toy_seed)

@@ -1,0 +1,116 @@
+"""The report as a reader sees it: rendered by headless Chromium at 1,400 px (the width checked
+for a paper draft), with no horizontal overflow (page or table) and every image loaded.
+
+Chromium comes from Debian's ``chromium`` package through ``scripts/chromium.sh up``
+(idempotent; installs with apt as root). Where it cannot be installed the tests skip and say
+why; under CI (``CI`` set) they fail instead.
+
+Screenshots: each test writes full-page PNGs at 1,400 px wide into its pytest tmp directory,
+``<basetemp>/<test name>0/<report>.png`` (``pytest --basetemp=DIR`` to choose DIR; pytest keeps
+the last three runs' directories under /tmp/pytest-of-$USER otherwise) and prints their paths
+(``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from analysis.report import main as report_main
+from tests.helpers import ROOT, hand_written_sweep, real_sweep
+
+WIDTH = 1400
+MAX_HEIGHT = 16000  # a taller window than this is a report no one scrolls through
+# Run after the page and its images have loaded; leaves its findings in the DOM for --dump-dom.
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const tables = [...document.querySelectorAll('.tbl')].filter(t => t.scrollWidth > t.clientWidth + 1);
+  const imgs = [...document.images];
+  const out = {scrollWidth: document.documentElement.scrollWidth,
+    scrollHeight: document.documentElement.scrollHeight, images: imgs.length,
+    overflowing_tables: tables.map(t => t.querySelector('tr').textContent.slice(0, 80)),
+    broken_images: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)};
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "chromium.sh"), "up"], capture_output=True,
+                        text=True, timeout=900, stdin=subprocess.DEVNULL)
+    if up.returncode != 0:
+        why = f"headless Chromium unavailable: {(up.stderr.strip().splitlines() or ['?'])[-1]}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {why}")
+        pytest.skip(why)
+    return up.stdout.strip().splitlines()[-1]
+
+
+def test_provisioning_is_idempotent(chromium):
+    """A second `up` finds the installed browser and says where it is; `status` agrees."""
+    for cmd in ("up", "status"):
+        again = subprocess.run(["bash", str(ROOT / "scripts" / "chromium.sh"), cmd], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert again.returncode == 0 and again.stdout.strip() == chromium, again.stderr
+    assert "Chromium" in subprocess.run([chromium, "--version"], capture_output=True, text=True,
+                                        timeout=60).stdout
+
+
+def _chromium(binary: str, height: int, *args: str) -> str:
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           f"--window-size={WIDTH},{height}", "--virtual-time-budget=10000", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def render(binary: str, page: Path, shot: Path) -> dict:
+    """Measure ``page`` at 1,400 px (a copy with PROBE added) and screenshot it whole to ``shot``."""
+    probed = shot.with_suffix(".probe.html")
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium(binary, 900, "--dump-dom", probed.as_uri())
+    m = re.search(r'<pre id="probe">([^<]*)</pre>', dom)
+    assert m, "the probe did not run: the page never finished loading"
+    found = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    _chromium(binary, min(found["scrollHeight"], MAX_HEIGHT), f"--screenshot={shot}", page.as_uri())
+    found["shot_size"] = struct.unpack(">II", shot.read_bytes()[16:24])  # PNG IHDR: width, height
+    print(f"screenshot: {shot} ({found['shot_size'][0]} x {found['shot_size'][1]} px)")
+    return found
+
+
+def check(found: dict, page: Path) -> None:
+    assert found["scrollWidth"] <= WIDTH, f"{page}: the page scrolls sideways ({found['scrollWidth']} px)"
+    assert not found["overflowing_tables"], f"tables wider than the page: {found['overflowing_tables']}"
+    n_img = page.read_text().count("<img ")
+    assert found["images"] == n_img > 0 and not found["broken_images"], found
+    assert found["shot_size"][0] == WIDTH and found["shot_size"][1] > 500
+
+
+def test_hand_written_sweep_renders_at_1400px(chromium, tmp_path, monkeypatch):
+    """Five runs in every state and the paper's tables: the widest tables the report makes."""
+    monkeypatch.setenv("TINA_ANALYSIS_CACHE", str(tmp_path / "_cache"))
+    sweep = hand_written_sweep(tmp_path / "sweep")
+    assert report_main([str(sweep), "--out", str(tmp_path / "report"), "--paper"]) == 0
+    page = tmp_path / "report" / "report.html"
+    check(render(chromium, page, tmp_path / "hand_written_sweep.png"), page)
+
+
+def test_real_sweep_renders_at_1400px(chromium, tmp_path_factory, tmp_path, monkeypatch):
+    """The real tiny sweep, with the checkpoint experiment's figure."""
+    monkeypatch.setenv("TINA_ANALYSIS_CACHE", str(tmp_path / "_cache"))
+    sweep = real_sweep(tmp_path_factory)
+    assert report_main([str(sweep), "--out", str(tmp_path / "report"), "--paper"]) == 0
+    page = tmp_path / "report" / "report.html"
+    found = render(chromium, page, tmp_path / "real_sweep.png")
+    check(found, page)
+    assert found["images"] == 3  # curves, cost vs accuracy, the evaluated run's checkpoints

@@ -1,0 +1,244 @@
+"""The run directory stays true under kills, double starts, damaged checkpoints and refusals.
+
+Real training processes on the tiny model, real signals, real files: each test damages or races a
+run the way a shared cluster does, then checks what the record says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, metrics, summary, train, train_cmd, tree_digest
+from tina import run_dir as rd
+from tina.errors import RunDirError
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _steps(run: Path) -> list[int]:
+    return [m["step"] for m in metrics(run)]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory) -> Path:
+    """A run stopped at step 8 of a 12-step schedule, checkpoints at 4 and 8: resumable."""
+    run = tmp_path_factory.mktemp("base") / "run"
+    train(run, "train.max_steps=12", "train.stop_at_step=8")
+    assert summary(run)["status"] == "completed" and rd.saved_steps(run) == [4, 8]
+    return run
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- one writer
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen(train_cmd(run, "train.max_steps=12"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: (run / rd.LOCK).exists(), what="the first writer's lock")
+        second = train(run, "train.max_steps=12", check=False, timeout=120)
+        assert second.returncode != 0
+        line = second.stderr.strip().splitlines()[-1]
+        assert f"pid {first.pid} on {socket.gethostname()}" in line and "in use" in line
+        assert first.wait(timeout=600) == 0
+    finally:
+        first.kill()
+    assert _steps(run) == list(range(1, 13)), "every step logged once, by one writer"
+    assert summary(run)["status"] == "completed" and not (run / rd.LOCK).exists()
+
+
+def test_a_stale_lock_from_another_host_is_taken_over_and_a_live_one_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / rd.LOCK
+    lock.write_text(json.dumps({"host": "node-that-died", "pid": 4242, "since": "yesterday"}))
+    os.utime(lock, (time.time() - rd.STALE_AFTER_S - 60,) * 2)
+    train(run, "train.max_steps=2")
+    assert "no heartbeat" in summary(run)["lock_takeover"] and "node-that-died" in summary(run)["lock_takeover"]
+
+    lock.write_text(json.dumps({"host": "node-alive", "pid": 4242, "since": "now"}))  # fresh heartbeat
+    with pytest.raises(RunDirError, match="in use by pid 4242 on node-alive"):
+        rd.lock_of(run).acquire()
+
+
+def test_a_dead_local_holder_and_a_requeued_slurm_job_take_the_lock(tmp_path, monkeypatch):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(done.stdout), "start_time": "1"}))
+    lock = rd.lock_of(tmp_path)
+    lock.acquire()
+    assert "is gone" in lock.took_over and lock.owned()
+    lock.release()
+    assert not (tmp_path / rd.LOCK).exists()
+
+    # A requeued job: same SLURM job, new process (the old one is being killed), maybe another node.
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    (tmp_path / rd.LOCK).write_text(json.dumps({"host": "other-node", "pid": 1, "slurm_job": "777"}))
+    lock = rd.lock_of(tmp_path)
+    lock.acquire()
+    assert "this SLURM job" in lock.took_over
+    lock.release()
+
+
+# --------------------------------------------------------------------------- refused means untouched
+
+def test_a_refused_rerun_leaves_every_byte_as_it_was(stopped_run, tmp_path):
+    run = _copy(stopped_run, tmp_path / "run")
+    before = tree_digest(run)
+    other = train(run, "train.max_steps=12", "algorithm.beta=0.1", check=False)
+    assert other.returncode != 0 and "algorithm.beta" in other.stderr.strip().splitlines()[-1]
+    bad = train(run, "train.max_steps=12", "lora.rank=-1", check=False)
+    assert bad.returncode != 0 and "lora.rank" in bad.stderr
+    (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                           "start_time": rd.start_time(os.getpid())}))
+    held = tree_digest(run)
+    locked = train(run, "train.max_steps=12", "train.stop_at_step=12", check=False)
+    assert locked.returncode != 0 and f"pid {os.getpid()}" in locked.stderr
+    assert tree_digest(run) == held
+    (run / rd.LOCK).unlink()
+    assert tree_digest(run) == before
+    for out in (other, bad, locked):
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_a_refused_new_run_leaves_no_directory(tmp_path):
+    for args in (["lora.rank=0"], ["+foo=1"], ["dataset=nope"], ["lora.rnk=3"]):
+        proc = subprocess.run([sys.executable, "-m", "tina.train", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode != 0 and proc.stderr.startswith("tina: ")
+    assert list(tmp_path.iterdir()) == [], "no outputs/ left behind"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+DAMAGE = {
+    "adapter": lambda c: _truncate(c / "adapter_model.safetensors"),
+    "optimizer": lambda c: _truncate(c / "optimizer.pt"),
+    "trainer_state": lambda c: (c / "trainer_state.json").write_text(""),
+    "unfinished save": lambda c: (c / rd.COMPLETE).unlink(),
+}
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_last_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(kind, stopped_run, tmp_path):
+    run = _copy(stopped_run, tmp_path / "run")
+    DAMAGE[kind](rd.checkpoint_dir(run, 8))
+    proc = train(run, "train.max_steps=12", "train.stop_at_step=12")
+    assert "checkpoint-8 is damaged" in proc.stdout + proc.stderr
+    aside = list((run / rd.CHECKPOINTS / rd.SET_ASIDE).iterdir())
+    assert [p.name.split(".")[0] for p in aside] == ["checkpoint-8"], "set aside, not deleted"
+    assert _steps(run) == list(range(1, 13))
+    assert summary(run)["status"] == "completed" and summary(run)["steps"] == 12
+    assert rd.saved_steps(run) == [4, 8, 12]
+
+
+def test_with_no_intact_checkpoint_the_run_starts_over_and_says_so(stopped_run, tmp_path):
+    run = _copy(stopped_run, tmp_path / "run")
+    for step in (4, 8):
+        DAMAGE["adapter"](rd.checkpoint_dir(run, step))
+    rd.write_summary(run, status="interrupted")  # so that the rerun trains rather than finds it finished
+    proc = train(run, "train.max_steps=12", "train.stop_at_step=4")
+    assert "starting over from step 0" in proc.stdout + proc.stderr
+    assert _steps(run) == [1, 2, 3, 4] and summary(run)["steps"] == 4
+
+
+def test_killed_after_the_last_checkpoint_before_the_summary_records_completed_without_training(stopped_run, tmp_path):
+    run = _copy(stopped_run, tmp_path / "run")
+    rd.write_summary(run, status="running", steps=7)  # what a kill -9 between checkpoint-8 and the summary leaves
+    shutil.rmtree(run / rd.ADAPTER)
+    logged = _steps(run)
+    train(run, "train.max_steps=12", "train.stop_at_step=8")
+    assert summary(run)["status"] == "completed" and summary(run)["steps"] == 8
+    assert _steps(run) == logged == list(range(1, 9)), "not one step past the stop"
+    assert (run / rd.ADAPTER / "adapter_model.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- signals and kills
+
+def test_sigterm_before_the_first_step_is_recorded_as_interrupted(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(run, "train.max_steps=4"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run / rd.SUMMARY).exists() and summary(run).get("status") == "running", what="running")
+    assert not (run / rd.METRICS).exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0
+    s = summary(run)
+    assert s["status"] == "interrupted" and s["reason"] == "SIGTERM before the first step"
+    assert rd.run_state(run)["status"] == "interrupted"
+    assert not (run / rd.LOCK).exists()
+
+
+def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
+    """save_steps=1 puts a checkpoint save in almost every moment, so some kills land inside one."""
+    run = tmp_path / "run"
+    rng = random.Random(int(os.environ.get("TINA_KILL_SEED", "0")))
+    args = ("train.max_steps=10", "train.save_steps=1")
+    for _ in range(2):
+        proc = subprocess.Popen(train_cmd(run, *args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        start = rd.last_logged_step(run)
+        _wait_for(lambda: rd.last_logged_step(run) > start or proc.poll() is not None, what="a new step")
+        time.sleep(rng.uniform(0, 1.5))
+        proc.kill()
+        proc.wait()
+        state = rd.run_state(run)
+        if state["status"] == "completed":
+            break
+        assert state["status"] == "died", state
+    train(run, *args)
+    assert _steps(run) == list(range(1, 11))
+    assert summary(run)["status"] == "completed" and rd.saved_steps(run) == list(range(1, 11))
+
+
+# --------------------------------------------------------------------------- reading damaged runs
+
+def test_status_gives_every_damaged_run_a_row(stopped_run, tmp_path):
+    sweep = tmp_path / "sweep"
+    _copy(stopped_run, sweep / "0_good")
+    (_copy(stopped_run, sweep / "1_bad_summary") / rd.SUMMARY).write_text("{not json")
+    (sweep / "2_hydra_only" / rd.HYDRA).mkdir(parents=True)
+    no_summary = _copy(stopped_run, sweep / "3_no_summary")
+    (no_summary / rd.SUMMARY).unlink()
+    dead = _copy(stopped_run, sweep / "4_dead")
+    rd.write_summary(dead, status="running", pid=999999, host=socket.gethostname())
+    proc = subprocess.run([sys.executable, "-m", "tina.status", str(sweep), "--json"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    rows = {Path(r["run_dir"]).name: r for r in json.loads(proc.stdout)}
+    assert rows["0_good"]["status"] == "completed"
+    assert rows["1_bad_summary"]["status"] == "unreadable" and rd.SUMMARY in rows["1_bad_summary"]["reason"]
+    assert rows["2_hydra_only"]["status"] == "not started"
+    assert rows["3_no_summary"]["status"] == "no summary" and rows["3_no_summary"]["steps"] == 8
+    assert rows["4_dead"]["status"] == "died"
+    single = subprocess.run([sys.executable, "-m", "tina.status", str(sweep / "0_good")], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60)
+    assert single.returncode == 0 and "completed" in single.stdout and str(sweep / "0_good") in single.stdout
