@@ -73,7 +73,7 @@ def test_rerun_brings_a_failed_and_a_never_started_job_to_completed(cluster, tmp
     resumed = Path(rows[1]["run_dir"])
     assert "resuming from" in (resumed / "train.log").read_text()
     assert [json.loads(line)["step"] for line in (resumed / rd.METRICS).read_text().splitlines()] == list(range(1, 13))
-    assert Path(rows[2]["run_dir"]).name.startswith("2_") and "lora.rank=16" in rows[2]["run_dir"]
+    assert Path(rows[2]["run_dir"]).name.startswith("2_") and rd.read_config(rows[2]["run_dir"])["lora"]["rank"] == 16
     # status maps the rerun array's tasks onto jobs 1 and 2, not 0 and 1
     rerun_array = {rows[1]["slurm_job"].split("_")[0], rows[2]["slurm_job"].split("_")[0]}
     assert len(rerun_array) == 1 and rows[0]["slurm_job"].split("_")[0] not in rerun_array

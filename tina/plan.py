@@ -63,6 +63,16 @@ def compose_sweep(overrides: list[str], multirun: bool):
     return loader, cfg, BasicSweeper.split_arguments(parsed, None)[0]
 
 
+def recorded_overrides(sweep: Path) -> list[str]:
+    """The sweep's own command line (hydra and task overrides), pointed at the sweep directory."""
+    path = sweep / "multirun.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: not a sweep directory of python -m tina.train -m")
+    hydra = OmegaConf.load(path).hydra
+    keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+    return [*keep, f"hydra.sweep.dir={sweep.resolve()}", *hydra.overrides.task]
+
+
 def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], DictConfig]]:
     """(overrides, composed config) of every job `tina.train [-m] OVERRIDES` would run."""
     loader, cfg, jobs = compose_sweep(overrides, multirun)

@@ -192,8 +192,7 @@ class Trial:
             proc.send_signal(signal.SIGTERM)  # the basic launcher trains in the driver itself
 
     def _ended(self) -> bool:
-        from tina.status import sweep_status
-        from tina.sweep import FINISHED, needs_rerun
+        from tina.status import FINISHED, needs_rerun, sweep_status
 
         try:
             rows = sweep_status(self.dir)
@@ -279,8 +278,7 @@ class Search:
         (tina.sweep rerun: it resumes from its checkpoint)."""
         import optuna
 
-        from tina.status import sweep_status
-        from tina.sweep import FINISHED, needs_rerun
+        from tina.status import FINISHED, needs_rerun, sweep_status
 
         t = Trial(self, optuna.trial.Trial(self.study, trial._trial_id))
         if "pruned_at" in trial.user_attrs:

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print_rows(rows)
-        _rerun_hint(args.sweep)
+        _rerun_hint(args.sweep, rows)
     return 0 if all(r["status"] in FINISHED for r in rows) else 1
 
 
@@ -142,16 +142,33 @@ def print_sweep_summary(sweep: Path) -> None:
     print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)
 
 
-def _rerun_hint(sweep: Path) -> None:
-    """End with the command that relaunches what did not finish, when something did not."""
-    from tina.sweep import jobs_to_rerun
+# SLURM states of a job that is still queued or running (a requeued preemption resumes by itself).
+ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+         "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 
+
+def needs_rerun(row: dict) -> bool:
+    """A status row (tina.status) of a job that is neither finished nor still on its way."""
+    status, state = row["status"], row.get("slurm_state")
+    if status in FINISHED or status in ("pending", "running", "unreadable") or state in ALIVE:
+        return False  # running: its process holds the run's lock; unreadable: a damaged summary wants a person
+    # failed, interrupted, cancelled, died, no summary, not started, or preempted and not requeued by
+    # SLURM (past its requeue limit, or no scheduler to requeue it)
+    return True
+
+
+def _rerun_hint(sweep: Path, rows: list[dict]) -> None:
+    """End with the command that relaunches what did not finish (tina.sweep rerun), when something did
+    not: a job that needs it, or one the sweep's driver never submitted (counted from multirun.yaml)."""
+    from tina.plan import compose_sweep, recorded_overrides
+
+    todo = {r["num"] for r in rows if needs_rerun(r)}
     try:
-        todo = jobs_to_rerun(sweep)[1]
-    except Exception:  # not a tina.train -m sweep (no multirun.yaml): nothing to suggest
-        return
+        todo |= set(range(len(compose_sweep(recorded_overrides(sweep), multirun=True)[2]))) - {r["num"] for r in rows}
+    except Exception:  # not a tina.train -m sweep (no multirun.yaml): only what the rows say
+        pass
     if todo:
-        print(f"{len(todo)} job(s) to rerun (jobs {[r['num'] for r in todo]}): python -m tina.sweep rerun {sweep}")
+        print(f"{len(todo)} job(s) to rerun (jobs {sorted(todo)}): python -m tina.sweep rerun {sweep}")
 
 
 if __name__ == "__main__":

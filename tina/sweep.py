@@ -16,36 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from tina import run_dir as rd
-from tina.plan import compose_sweep
-from tina.status import FINISHED, RERUNS, sweep_status
-
-# SLURM states of a job that is still queued or running (a requeued preemption resumes by itself).
-ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-         "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
-
-
-def needs_rerun(row: dict) -> bool:
-    """A status row (tina.status) of a job that is neither finished nor still on its way."""
-    status, state = row["status"], row.get("slurm_state")
-    if status in FINISHED or status in ("pending", "running", "unreadable") or state in ALIVE:
-        return False  # running: its process holds the run's lock; unreadable: a damaged summary wants a person
-    # failed, interrupted, cancelled, died, no summary, not started, or preempted and not requeued by
-    # SLURM (past its requeue limit, or no scheduler to requeue it)
-    return True
-
-
-def recorded_overrides(sweep: Path) -> list[str]:
-    """The sweep's own command line (hydra and task overrides), pointed at the sweep directory."""
-    path = sweep / "multirun.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: not a sweep directory of python -m tina.train -m")
-    hydra = OmegaConf.load(path).hydra
-    keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-    return [*keep, f"hydra.sweep.dir={sweep.resolve()}", *hydra.overrides.task]
-
+from tina.plan import compose_sweep, recorded_overrides
+from tina.status import FINISHED, RERUNS, needs_rerun, sweep_status
 
 def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
     """(every job's row with its overrides, the rows of those to rerun)."""
