@@ -111,17 +111,18 @@ class Trial:
     def __init__(self, search: "Search", trial):
         self.search, self.trial = search, trial
         self.dir = search.dir / f"trial_{trial.number:03d}"
+        self.reported = 0  # the last step reported to the study (a resumed trial has some already)
 
     def run_dir(self) -> Path | None:
         return next((p for p in self.dir.glob("0_*") if rd.is_run(p)), None)
 
     def launch(self, command: list[str]) -> subprocess.Popen:
         self.dir.mkdir(parents=True, exist_ok=True)
+        # A trial's driver outlives a killed search driver (its job goes on): a resumed search finds it
+        # by its command line and waits on it.
+        self.trial.set_user_attr("driver", {"host": os.uname().nodename, "cmd": command})
         with open(self.dir / "driver.log", "a") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
-        # A trial's driver outlives a killed search driver (its job goes on): a resumed search waits on it.
-        self.trial.set_user_attr("driver", {"pid": proc.pid, "host": os.uname().nodename, "cmd": command})
-        return proc
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
 
     def start(self) -> subprocess.Popen:
         overrides = [*self.search.fixed, *(f"{k}={_value(v)}" for k, v in self.trial.params.items())]
@@ -131,7 +132,7 @@ class Trial:
 
     def watch(self, proc: subprocess.Popen | None) -> None:
         """Report the pruning metric as it is logged; stop the job when the pruner says so; tell the result."""
-        prune, reported, since = self.search.space.get("prune") or {}, 0, time.time()
+        prune, reported, since = self.search.space.get("prune") or {}, self.reported, time.time()
         while True:
             ended = proc.poll() is not None if proc else self._ended()
             run = self.run_dir()
@@ -198,7 +199,8 @@ class Trial:
             rows = sweep_status(self.dir)
         except FileNotFoundError:
             return True
-        return all(r["status"] in FINISHED or needs_rerun(r) for r in rows)
+        # "not started" may only mean sacct has not heard of a job that just started: wait for more
+        return all(r["status"] in FINISHED or needs_rerun(r) and r["status"] != "not started" for r in rows)
 
     def _tell(self) -> None:
         import optuna
@@ -223,13 +225,19 @@ class _Orphan:
 
     @classmethod
     def find(cls, driver: dict | None) -> "_Orphan | None":
+        """The live process running ``driver["cmd"]`` on this host (recorded before it was started,
+        so a search driver killed right after starting it still finds it)."""
         if not driver or driver.get("host") != os.uname().nodename:
             return None
-        try:
-            cmdline = Path(f"/proc/{driver['pid']}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
-        return cls(driver["pid"]) if [c.decode() for c in cmdline if c][1:] == driver["cmd"][1:] else None
+        want = [c.encode() for c in driver["cmd"][1:]]
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if argv[1:] == want and cls(int(proc.name)).poll() is None:
+                return cls(int(proc.name))
+        return None
 
     def poll(self) -> int | None:
         try:  # a zombie has ended too (pid 1 in a container may never reap it)
@@ -239,6 +247,14 @@ class _Orphan:
 
     def send_signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(POLL_S)
+        return 0
 
 
 # ----------------------------------------------------------------------------- the search
@@ -281,6 +297,7 @@ class Search:
         from tina.status import FINISHED, needs_rerun, sweep_status
 
         t = Trial(self, optuna.trial.Trial(self.study, trial._trial_id))
+        t.reported = max(trial.intermediate_values, default=0)
         if "pruned_at" in trial.user_attrs:
             t._stop(None)  # the last driver may have died between deciding and stopping
             return t._tell()
