@@ -12,7 +12,7 @@ import pandas as pd
 from analysis import cost
 from analysis.cells import DASH, isnan, num, sort_key
 from analysis.document import Heading, Para, Table
-from tina.benchmarks import BENCHMARKS
+from tina.evaluate.testsets import BENCHMARKS
 
 BENCH = {"aime24": "AIME24", "aime25": "AIME25", "amc23": "AMC23", "math500": "MATH500",
          "gpqa": "GPQA", "minerva": "Minerva"}  # paper_results.csv column -> header

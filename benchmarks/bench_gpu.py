@@ -41,9 +41,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.real_shape import ARCH_1_5B, SHAPE_1_5B  # noqa: E402  (the repo root is on the path only now)
 
-SHAPE_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                  num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=131072)
 SHAPE_TINY = dict(vocab_size=1000, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -56,10 +55,8 @@ EOS, PAD = 1, 0
 def qwen2_config(tiny: bool, attn: str):
     from transformers import Qwen2Config
 
-    return Qwen2Config(**(SHAPE_TINY if tiny else SHAPE_1_5B), rms_norm_eps=1e-6, tie_word_embeddings=False,
-                       use_sliding_window=False, hidden_act="silu", bos_token_id=EOS, eos_token_id=EOS,
-                       pad_token_id=PAD, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                       attn_implementation=attn)
+    return Qwen2Config(**(SHAPE_TINY if tiny else SHAPE_1_5B), **ARCH_1_5B, bos_token_id=EOS, eos_token_id=EOS,
+                       pad_token_id=PAD, attn_implementation=attn)
 
 
 def lora_params(cfg, r: int) -> int:

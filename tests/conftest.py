@@ -33,3 +33,14 @@ def cluster():
     up = sh("bash", str(SCRIPT), "up", timeout=900)
     assert up.returncode == 0, f"scripts/slurm-local.sh up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     return up.stdout.strip().splitlines()[-1]
+
+
+
+@pytest.fixture(scope="session")
+def lighteval_python() -> str:
+    """lighteval's own venv (scripts/lighteval-env.sh: installed on first use, ~4-5 min, then ~0.1 s);
+    TINA_LIGHTEVAL_PYTHON names one made some other way."""
+    from tests.helpers import provisioned
+
+    return os.environ.get("TINA_LIGHTEVAL_PYTHON") or provisioned(
+        ["bash", str(ROOT / "scripts" / "lighteval-env.sh")], "lighteval's environment")

@@ -5,7 +5,9 @@
 * ``compose_cfg`` / ``options``: compose the training config as the CLI would;
 * ``curve``: a synthetic training curve with a known phase transition (described in
   tests/test_phase.py's docstring, which measures the detector on them);
-* ``make_run`` and friends: hand-written run directories in every state a run can be in.
+* ``make_run`` and friends: hand-written run directories in every state a run can be in;
+* ``TINY_MODEL``, ``lora_run``, ``FIXTURES``: the embedded model, runs with real LoRA adapters of it,
+  and the benchmark files, for the evaluation tests.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from analysis.phase import FORMAT_KEY, LENGTH_KEY
 from tina import run_dir as rd
 from tina.config import check_override_keys
+from tina.embedded import TINY_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -226,3 +231,50 @@ def hold_lock(run: Path) -> None:
     """Make `run` look held by a live writer (this test process), as a running job's is."""
     (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                            "start_time": rd.start_time(os.getpid())}))
+
+
+# ----------------------------------------------------------------------------- provisioned tools
+def provisioned(cmd: list[str], what: str, timeout: float = 1800) -> str:
+    """Run an idempotent provisioning script (scripts/*.sh) and return the last line it prints (a path).
+    When it fails the tests that need it skip, except under CI, where they must run: fail instead."""
+    up = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if up.returncode != 0:
+        why = f"{what} unavailable: {' '.join(cmd[1:])} failed: {up.stderr.strip()[-2000:] or '?'}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the tests that need {what}: {why}")
+        pytest.skip(why)
+    return up.stdout.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- evaluation
+FIXTURES = Path(__file__).parent / "fixtures"
+# The embedded tiny model; TINA_TINY_MODEL points elsewhere (a model being rebuilt, say).
+TINY_MODEL = Path(os.environ.get("TINA_TINY_MODEL", TINY_DIR))
+needs_tiny = pytest.mark.skipif(not (TINY_MODEL / "config.json").is_file(), reason=f"no tiny model at {TINY_MODEL}")
+
+
+def lora_run(root: Path, steps=(2,), final_step: int | None = 3, lora: bool = True) -> Path:
+    """A run directory with the weights evaluation reads: LoRA adapters of the embedded model, PEFT initialised
+    non-zero (a different seed each, so every adapter is different weights) and saved."""
+    run = root / "run"
+    (run / rd.CHECKPOINTS).mkdir(parents=True)
+    (run / rd.CONFIG).write_text(yaml.safe_dump({"model": {"name_or_path": str(TINY_MODEL), "chat_template": None}}))
+    (run / rd.SUMMARY).write_text(json.dumps({"status": "completed", "steps": final_step}))
+    dirs = [rd.checkpoint_dir(run, s) for s in steps] + ([run / rd.ADAPTER] if final_step else [])
+    if lora:
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        for i, d in enumerate(dirs):
+            import torch
+
+            torch.manual_seed(i)
+            base = AutoModelForCausalLM.from_pretrained(TINY_MODEL)
+            cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+            get_peft_model(base, cfg).save_pretrained(d)
+    else:  # selection only looks at the files
+        for d in dirs:
+            d.mkdir(parents=True)
+            (d / "adapter_config.json").write_text("{}")
+            (d / "adapter_model.safetensors").write_bytes(b"")
+    return run

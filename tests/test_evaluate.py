@@ -1,8 +1,8 @@
-"""tina.evaluate and tina.benchmarks: benchmark definitions on rows in their real schemas, the CPU
-backend end to end on the embedded tiny model, checkpoint selection, the lighteval/vLLM invocation
-with the paper's settings, results files read back through analysis.collect_evals, and config errors
-that name the key and what is allowed. The GPU backend itself runs only where CUDA and a lighteval
-environment exist (TINA_LIGHTEVAL_PYTHON); nothing here needs either.
+"""tina.evaluate and tina.evaluate.testsets: benchmark definitions on rows in their real schemas, the
+in-process backend end to end on the embedded tiny model, checkpoint selection, the lighteval/vLLM
+invocation with the paper's settings, results files read back through analysis.collect_evals, and config
+errors that name the key and what is allowed. lighteval itself runs in tests/test_lighteval.py; the
+vLLM backend only where CUDA and a lighteval[vllm] environment exist (TINA_LIGHTEVAL_PYTHON).
 """
 
 from __future__ import annotations
@@ -20,20 +20,17 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from tina import benchmarks as bm
+from tests.helpers import FIXTURES, TINY_MODEL, lora_run, needs_tiny
+from tina.evaluate import testsets as bm
 from tina.config import ConfigError
-from tina.embedded import TINY_DIR
-from tina.evaluate import evaluate_run, gpu
+from tina.evaluate import evaluate_run
+from tina.evaluate import lighteval_run as lr
 from tina.evaluate.checkpoints import select
 from tina.evaluate.config import check_override_keys, to_eval_config, validate
 from tina.evaluate.results import read_results, result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-FIXTURES = Path(__file__).parent / "fixtures"
-# The embedded tiny model; TINA_TINY_MODEL points elsewhere (a model being rebuilt, say).
-TINY = Path(os.environ.get("TINA_TINY_MODEL", TINY_DIR))
-needs_tiny = pytest.mark.skipif(not (TINY / "config.json").is_file(), reason=f"no tiny model at {TINY}")
 LIGHTEVAL_PYTHON = os.environ.get("TINA_LIGHTEVAL_PYTHON")
 
 # The right answer of each fixture row, as a model would box it.
@@ -51,32 +48,6 @@ def compose_eval(overrides: list[str]):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("evaluate", overrides=overrides)
-
-
-def make_run(root: Path, steps=(2,), final_step: int | None = 3, lora: bool = True) -> Path:
-    """A run directory as tina.train leaves it, with LoRA adapters PEFT initialised (non-zero) and saved."""
-    run = root / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": str(TINY), "chat_template": None}}))
-    (run / "summary.json").write_text(json.dumps({"status": "completed", "steps": final_step}))
-    dirs = [run / "checkpoints" / f"checkpoint-{s}" for s in steps] + ([run / "adapter"] if final_step else [])
-    if lora:
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM
-
-        for i, d in enumerate(dirs):
-            import torch
-
-            torch.manual_seed(i)
-            base = AutoModelForCausalLM.from_pretrained(TINY)
-            cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-            get_peft_model(base, cfg).save_pretrained(d)
-    else:  # selection only looks at the files
-        for d in dirs:
-            d.mkdir(parents=True)
-            (d / "adapter_config.json").write_text("{}")
-            (d / "adapter_model.safetensors").write_bytes(b"")
-    return run
 
 
 # --------------------------------------------------------------------------- benchmark definitions
@@ -143,16 +114,16 @@ def test_every_benchmark_is_defined_once_with_its_hub_source():
 
 def test_unreachable_hub_names_the_data_path_override(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    code = "from tina import benchmarks as bm; bm.load_rows(bm.get('aime24'))"
+    code = "from tina.evaluate import testsets as bm; bm.load_rows(bm.get('aime24'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode != 0
     assert "eval.data_path.aime24" in out.stderr and "HuggingFaceH4/aime_2024" in out.stderr
 
 
-# --------------------------------------------------------------------------- CPU backend, end to end
+# --------------------------------------------------------------------------- in-process backend, end to end
 @needs_tiny
 def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
-    run = make_run(tmp_path, steps=(2,), final_step=3)
+    run = lora_run(tmp_path, steps=(2,), final_step=3)
     cfg = {"checkpoints": "all", "include_base": True, "toy_size": 16, "n_samples": 2, "seeds": [0, 1]}
     records = evaluate_run(run, cfg)
     assert sorted((r["checkpoint"], r["step"]) for r in records) == [("adapter", 3), ("base", 0), ("checkpoint-2", 2)]
@@ -164,7 +135,7 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
         assert r["pass@1"] == pytest.approx(sum(r["runs"]) / 4)
         assert r["pass@1"] == pytest.approx(sum(r["per_problem"]) / 16)
         assert isinstance(r["pass@1_std"], float) and r["n_samples"] == 2 and r["seeds"] == [0, 1]
-        assert r["backend"] == "cpu" and r["wall_seconds"] > 0 and 0.0 <= r["extra"]["format"] <= 1.0
+        assert r["backend"] == "transformers" and r["wall_seconds"] > 0 and 0.0 <= r["extra"]["format"] <= 1.0
         assert r["settings"]["temperature"] == 0.6 and r["settings"]["top_p"] == 0.95
         assert (r["adapter"] is None) == (r["checkpoint"] == "base")
     # LoRA weights were applied: the adapter's completions differ from the base's somewhere
@@ -191,18 +162,18 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
 @needs_tiny
 def test_cli_evaluates_a_model_on_its_own(tmp_path):
     out = tmp_path / "base-eval"
-    cmd = [sys.executable, "-m", "tina.evaluate", f"model={TINY}", f"output_dir={out}",
+    cmd = [sys.executable, "-m", "tina.evaluate", f"model={TINY_MODEL}", f"output_dir={out}",
            "eval.toy_size=8", "eval.n_samples=1", "eval.seeds=[0]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "eval" / "base" / "toy.json").read_text())
-    assert record["step"] is None and record["pass@1_std"] is None and record["model"] == str(TINY)
+    assert record["step"] is None and record["pass@1_std"] is None and record["model"] == str(TINY_MODEL)
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "evaluate.log").is_file()
 
 
 @needs_tiny
 def test_cli_on_a_run_leaves_the_training_hydra_files_alone(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=2)
+    run = lora_run(tmp_path, steps=(), final_step=2)
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text("training: config\n")
     cmd = [sys.executable, "-m", "tina.evaluate", f"run_dir={run}",
@@ -225,7 +196,7 @@ def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
     from tests.helpers import curve
 
     df, truth = curve(0, n=300, frac=0.5)
-    run = make_run(tmp_path, steps=range(50, 301, 50), final_step=300, lora=False)
+    run = lora_run(tmp_path, steps=range(50, 301, 50), final_step=300, lora=False)
     _write_metrics(run, df)
     targets, info = select(run, "best", include_base=False)
     found = detect(run)["step"]
@@ -243,7 +214,7 @@ def test_best_without_a_transition_falls_back_to_the_last_weights(tmp_path):
 
     df, truth = curve(1, n=300, kind="plateau")
     assert truth is None
-    run = make_run(tmp_path, steps=(100, 200), final_step=250, lora=False)
+    run = lora_run(tmp_path, steps=(100, 200), final_step=250, lora=False)
     _write_metrics(run, df)
     targets, info = select(run, "best", include_base=False)
     assert [t.name for t in targets] == ["adapter"] and [t.step for t in targets] == [250]
@@ -251,108 +222,75 @@ def test_best_without_a_transition_falls_back_to_the_last_weights(tmp_path):
 
 
 def test_a_run_without_weights_is_refused(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     with pytest.raises(ConfigError, match="run_dir"):
         select(run, "last", include_base=False)
 
 
-# --------------------------------------------------------------------------- GPU backend: the invocation
+# --------------------------------------------------------------------------- lighteval backends: the invocation
 def test_lighteval_invocation_has_the_papers_settings(tmp_path):
     cfg = compose_eval(["run_dir=x", "eval=gpu", f"eval.lighteval_python={sys.executable}"])
     ec = to_eval_config(cfg.eval)
-    assert ec.benchmarks == list(bm.PAPER_BENCHMARKS) and ec.backend.value == "gpu"
-    args = gpu.model_args("RUN/eval/checkpoint-450/merged", ec, seed=ec.seeds[0], system=None)["model_parameters"]
-    assert args["dtype"] == "bfloat16" and args["max_model_length"] == 32768
+    assert ec.benchmarks == list(bm.PAPER_BENCHMARKS) and ec.backend.value == "vllm"
+    args = lr.model_args("model", ec, seed=ec.seeds[0], system=None, cache_dir="C")["model_parameters"]
+    assert args["dtype"] == "bfloat16" and args["max_model_length"] == 32768 and args["model_name"] == "model"
     assert args["override_chat_template"] is True and args["system_prompt"] is None  # chat template, no system prompt
+    assert args["cache_dir"] == "C"
     gen = args["generation_parameters"]
     assert gen == {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768, "seed": 0}
     tasks = [bm.get(b).lighteval_task for b in ec.benchmarks]
-    cmd = gpu.command(ec, tmp_path / "model_args.yaml", tasks, tmp_path / "out")
+    cmd = lr.command(ec, tmp_path / "model_args.yaml", tasks, tmp_path / "out")
     assert cmd[:5] == [sys.executable, "-m", "lighteval", "vllm", str(tmp_path / "model_args.yaml")]
     assert cmd[5] == "tina_aime24|0,tina_aime25|0,tina_amc23|0,tina_math_500|0,tina_minerva|0,tina_gpqa_diamond|0"
-    assert cmd[cmd.index("--custom-tasks") + 1] == str(gpu.TASKS_FILE) and gpu.TASKS_FILE.is_file()
+    assert cmd[cmd.index("--custom-tasks") + 1] == str(lr.TASKS_FILE) and lr.TASKS_FILE.is_file()
     assert cmd[cmd.index("--output-dir") + 1] == str(tmp_path / "out")
     assert "--no-remove-reasoning-tags" in cmd  # the paper's lighteval matched on the whole completion
     # the YAML lighteval reads is what was built (paths and prompts with commas survive)
     path = tmp_path / "args.yaml"
-    path.write_text(yaml.safe_dump(gpu.model_args("a,b", ec, seed=3, system="x, y")))
+    path.write_text(yaml.safe_dump(lr.model_args("a,b", ec, seed=3, system="x, y", cache_dir="C")))
     assert yaml.safe_load(path.read_text())["model_parameters"]["system_prompt"] == "x, y"
+    # the same evaluation where vLLM is absent: lighteval's accelerate backend, same sampling
+    ec = to_eval_config({**cfg.eval, "backend": "accelerate"})
+    args = lr.model_args("model", ec, seed=0, system=None, cache_dir="C")["model_parameters"]
+    assert lr.command(ec, tmp_path / "a.yaml", tasks, tmp_path / "out")[3] == "accelerate"
+    assert args["dtype"] == "float32" and args["device"] in ("cpu", "cuda") and "max_model_length" not in args
+    assert args["generation_parameters"] == {**gen, "top_k": 0}
 
 
 def test_lighteval_results_are_parsed_per_sample():
-    scores = gpu.parse(FIXTURES / "lighteval", ["tina_toy", "tina_gpqa_diamond"], n_samples=2)
+    scores = lr.parse(FIXTURES / "lighteval", ["tina_toy", "tina_gpqa_diamond"], n_samples=2)
     assert scores == {"tina_toy": [0.25, 0.5], "tina_gpqa_diamond": [1.0, 0.5]}
     with pytest.raises(RuntimeError, match="tina_aime24"):
-        gpu.parse(FIXTURES / "lighteval", ["tina_aime24"], n_samples=2)
+        lr.parse(FIXTURES / "lighteval", ["tina_aime24"], n_samples=2)
 
 
 def test_examples_written_for_lighteval_carry_the_benchmark_logic(tmp_path):
     bench = bm.get("gpqa_diamond")
     rows = bm.load_rows(bench, path=str(FIXTURES / "benchmarks" / "gpqa_diamond.jsonl"))
     examples = [bm.build_example(bench, r) for r in rows]
-    written = (gpu.write_examples(tmp_path, examples) / "rows.jsonl").read_text().splitlines()
+    written = (lr.write_examples(tmp_path, examples) / "rows.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in written]
     assert rows == [{"query": e["query"], "choices": list("ABCD"), "gold_index": e["gold_index"]} for e in examples]
 
 
-@pytest.mark.skipif(not LIGHTEVAL_PYTHON, reason="TINA_LIGHTEVAL_PYTHON: no lighteval environment to load the tasks in")
-def test_lighteval_loads_our_tasks_and_scores_each_sample(tmp_path):
-    """In lighteval's own environment: the task file registers, reads the rows, and scores per sample."""
-    toy = [bm.build_example(bm.get("toy"), r) for r in bm.load_rows(bm.get("toy"), toy_size=2)]
-    gpqa = [bm.build_example(bm.get("gpqa_diamond"), r)
-            for r in bm.load_rows(bm.get("gpqa_diamond"), path=str(FIXTURES / "benchmarks" / "gpqa_diamond.jsonl"))]
-    spec = {"n_samples": 3, "max_new_tokens": 32, "tasks": [
-        {"name": "tina_toy", "metric": "math", "data_dir": str(gpu.write_examples(tmp_path / "toy", toy))},
-        {"name": "tina_gpqa_diamond", "metric": "letter", "data_dir": str(gpu.write_examples(tmp_path / "gpqa", gpqa))},
-    ]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    # three samples per first problem: right (boxed), wrong, right (the prompt's "Answer:" form)
-    toy_gold = toy[0]["gold"].strip("$")
-    texts = {"tina_toy|0": [f"so \\boxed{{{toy_gold}}}", "\\boxed{98765}", f"Answer: {toy[0]['gold']}"],
-             "tina_gpqa_diamond|0": [f"\\boxed{{{gpqa[0]['gold']}}}", "\\boxed{98765}", f"Answer: {gpqa[0]['gold']}"]}
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    probe = f"""
-import json
-from lighteval.models.model_output import ModelResponse
-from lighteval.tasks.lighteval_task import LightevalTask
-from lighteval.tasks.registry import Registry
-tasks = Registry(tasks="tina_toy|0,tina_gpqa_diamond|0", custom_tasks={str(gpu.TASKS_FILE)!r}).load_tasks()
-LightevalTask.load_datasets(tasks)
-texts = json.load(open({str(tmp_path / "texts.json")!r}))
-out = {{}}
-for name, task in tasks.items():
-    docs = task.eval_docs()
-    scores = task.metrics[0].compute_sample(doc=docs[0], model_response=ModelResponse(text=texts[name]))
-    out[name] = [len(docs), task.num_samples, scores]
-print(json.dumps(out))
-"""
-    env = {**os.environ, "TINA_LIGHTEVAL_SPEC": str(tmp_path / "spec.json"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([LIGHTEVAL_PYTHON, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["tina_toy|0"][:2] == [2, [1, 3]] and got["tina_gpqa_diamond|0"][:2] == [2, [1, 3]]
-    assert got["tina_toy|0"][2] == {"sample_0": 1.0, "sample_1": 0.0, "sample_2": 1.0}
-    assert got["tina_gpqa_diamond|0"][2] == {"sample_0": 1.0, "sample_1": 0.0, "sample_2": 1.0}
-
-
 @pytest.mark.skipif(not (LIGHTEVAL_PYTHON and __import__("torch").cuda.is_available()),
-                    reason="GPU backend: needs CUDA and TINA_LIGHTEVAL_PYTHON (lighteval[vllm]==0.13)")
+                    reason="vllm backend: needs CUDA and TINA_LIGHTEVAL_PYTHON (scripts/lighteval-env.sh --gpu)")
 @needs_tiny
-def test_gpu_backend_end_to_end(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=2)
-    cfg = {"backend": "gpu", "benchmarks": ["toy"], "toy_size": 16, "n_samples": 2, "seeds": [0],
+def test_vllm_backend_end_to_end(tmp_path):
+    run = lora_run(tmp_path, steps=(), final_step=2)
+    cfg = {"backend": "vllm", "benchmarks": ["toy"], "toy_size": 16, "n_samples": 2, "seeds": [0],
            "max_new_tokens": 32, "lighteval_python": LIGHTEVAL_PYTHON,
            "vllm": {"dtype": "float32", "max_model_length": 256, "gpu_memory_utilization": 0.3}}
     (record,) = evaluate_run(run, cfg)
-    assert record["backend"] == "gpu" and len(record["runs"]) == 2 and 0 <= record["pass@1"] <= 1
-    assert not (run / "eval" / "adapter" / "merged").exists()  # merged weights removed after the run
+    assert record["backend"] == "vllm" and len(record["runs"]) == 2 and 0 <= record["pass@1"] <= 1
+    assert not (run / "eval" / "adapter" / "lighteval" / lr.MODEL).exists()  # merged weights removed after the run
 
 
 # --------------------------------------------------------------------------- config
 def test_eval_groups_compose_and_validate(tmp_path):
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     cpu = validate(compose_eval([f"run_dir={run}"]))
-    assert cpu.eval.backend.value == "cpu" and cpu.eval.benchmarks == ["toy"] and cpu.output_dir == str(run)
+    assert cpu.eval.backend.value == "transformers" and cpu.eval.benchmarks == ["toy"] and cpu.output_dir == str(run)
     gpu_cfg = validate(compose_eval([f"run_dir={run}", "eval=gpu", f"eval.lighteval_python={sys.executable}",
                                      "eval.benchmarks=[aime24,gpqa:diamond]", "eval.checkpoints=best"]))
     assert gpu_cfg.eval.benchmarks == ["aime24", "gpqa_diamond"] and gpu_cfg.eval.checkpoints.value == "best"
@@ -363,17 +301,19 @@ def test_eval_groups_compose_and_validate(tmp_path):
     "overrides, key, allowed",
     [
         (["eval.benchmarks=[aime24,aime42]"], "eval.benchmarks", "math_500"),
-        (["eval.n_samples=0"], "eval.n_samples", ">= 1"),
+        (["eval.n_samples=0"], "eval.n_samples", "[1, inf)"),
         (["eval.seeds=[]"], "eval.seeds", "at least one seed"),
         (["eval.top_p=1.5"], "eval.top_p", "(0, 1]"),
-        (["eval=gpu"], "eval.lighteval_python", "lighteval[vllm]==0.13.0"),
+        (["eval=gpu"], "eval.lighteval_python", "scripts/lighteval-env.sh --gpu"),
+        (["eval.backend=accelerate"], "eval.lighteval_python", "scripts/lighteval-env.sh`"),
+        (["eval.accelerate.device=tpu"], "eval.accelerate.device", "auto, cpu, cuda"),
         (["eval=gpu", "eval.lighteval_python=/usr/bin/env", "eval.vllm.gpu_memory_utilization=2"],
          "eval.vllm.gpu_memory_utilization", "(0, 1]"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(tmp_path, monkeypatch, overrides, key, allowed):
     monkeypatch.delenv("TINA_LIGHTEVAL_PYTHON", raising=False)  # eval=gpu reads it as the default
-    run = make_run(tmp_path, steps=(), final_step=None, lora=False)
+    run = lora_run(tmp_path, steps=(), final_step=None, lora=False)
     with pytest.raises(ConfigError) as e:
         validate(compose_eval([f"run_dir={run}", *overrides]))
     assert str(e.value).startswith(key) and allowed in str(e.value)

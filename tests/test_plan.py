@@ -90,7 +90,7 @@ def test_bad_input_names_the_key(capsys):
 def over_budget(tmp_path: Path, launcher: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tina.train", "-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}",
-         "experiment=tina_open_rs2,tina_open_rs3", "hydra.launcher.budget_usd=20"],
+         "experiment=tina_open_rs2,tina_open_rs3", "hydra.launcher.gpus_per_node=2", "hydra.launcher.budget_usd=20"],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
@@ -105,7 +105,7 @@ def test_local_launcher_refuses_an_over_budget_sweep(tmp_path):
 def test_slurm_refuses_an_over_budget_sweep(cluster, tmp_path):
     before = sh("squeue", "-h", "-o", "%i").stdout.split()
     proc = over_budget(tmp_path, "slurm_local")
-    assert proc.returncode != 0 and "over the budget of 20 USD" in proc.stderr and "nothing was submitted" in proc.stderr
+    assert proc.returncode != 0 and "over the budget of 20 USD" in proc.stderr and "nothing was started" in proc.stderr
     assert not (tmp_path / ".submitit").exists()
     assert not set(sh("squeue", "-h", "-o", "%i").stdout.split()) - set(before)
     assert str(tmp_path) not in sh("sacct", "-X", "-n", "-P", "-o", "WorkDir", "-S", "now-5minutes").stdout

@@ -14,7 +14,6 @@ the last three runs' directories under /tmp/pytest-of-$USER otherwise) and print
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from analysis.report import main as report_main
-from tests.helpers import ROOT, hand_written_sweep, real_sweep
+from tests.helpers import ROOT, hand_written_sweep, provisioned, real_sweep
 
 WIDTH = 1400
 MAX_HEIGHT = 16000  # a taller window than this is a report no one scrolls through
@@ -46,14 +45,7 @@ window.addEventListener('load', () => {
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    up = subprocess.run(["bash", str(ROOT / "scripts" / "chromium.sh"), "up"], capture_output=True,
-                        text=True, timeout=900, stdin=subprocess.DEVNULL)
-    if up.returncode != 0:
-        why = f"headless Chromium unavailable: {(up.stderr.strip().splitlines() or ['?'])[-1]}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {why}")
-        pytest.skip(why)
-    return up.stdout.strip().splitlines()[-1]
+    return provisioned(["bash", str(ROOT / "scripts" / "chromium.sh"), "up"], "headless Chromium", timeout=900)
 
 
 def test_provisioning_is_idempotent(chromium):

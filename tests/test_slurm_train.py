@@ -13,10 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import sh
+from tests.helpers import TINY
 from tina.status import sweep_status
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["algorithm.max_completion_length=16", "train.save_steps=4"]
+
 WAIT_S = 400
 
 pytestmark = pytest.mark.slurm
@@ -60,18 +61,19 @@ def adapter(run: Path) -> dict[str, torch.Tensor]:
 
 def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    # compute.num_processes=2 passes validation but fails in the job, which runs one process.
-    proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,8", "compute.num_processes=1,2")
-    assert proc.returncode != 0 and "compute.num_processes" in proc.stdout + proc.stderr  # the outcome names it
+    # FlashAttention 2 passes every check (the login node cannot know the compute node's packages) but
+    # fails in the job, where it is not installed.
+    proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,8", "model.attn_implementation=sdpa,flash_attention_2")
+    assert proc.returncode != 0 and "FlashAttention2" in proc.stdout + proc.stderr  # the outcome names it
 
     rows = {r["run_dir"].rsplit("/", 1)[1]: r for r in sweep_status(sweep)}
     assert len(rows) == 4
-    good = {k: r for k, r in rows.items() if "compute.num_processes=1" in k}
-    bad = {k: r for k, r in rows.items() if "compute.num_processes=2" in k}
+    good = {k: r for k, r in rows.items() if "attn_implementation-sdpa" in k}
+    bad = {k: r for k, r in rows.items() if "attn_implementation-flash_attention_2" in k}
     assert [r["status"] for r in good.values()] == ["completed"] * 2 and all(r["steps"] == 4 for r in good.values())
     for r in bad.values():
         # Judged by the job's own result: SLURM calls it COMPLETED (Hydra caught the exception).
-        assert r["status"] == "failed" and "compute.num_processes" in r["error"]
+        assert r["status"] == "failed" and "FlashAttention2" in r["error"]
         assert r["slurm_state"] == "COMPLETED"
     array_ids = {r["slurm_job"].split("_")[0] for r in rows.values()}
     assert len(array_ids) == 1 and all("_" in r["slurm_job"] for r in rows.values()), "one job array"
@@ -80,7 +82,7 @@ def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, t
 def test_a_bad_value_refuses_the_whole_sweep_before_submitting(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(sweep, "lora.rank=4,0")
-    assert proc.returncode != 0 and "lora.rank: must be a positive integer" in proc.stderr
+    assert proc.returncode != 0 and "lora.rank: must be" in proc.stderr
     assert not (sweep / ".submitit").exists()
     proc = run_sweep(sweep, "hydra.launcher.timeout_min=5", "lora.rank=4")
     assert proc.returncode != 0 and "hydra.launcher.timeout_min" in proc.stderr
@@ -140,11 +142,21 @@ def test_preempted_job_resumes_and_matches_an_uninterrupted_run(cluster, tmp_pat
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
 
 
-def test_two_rank_job_trains_with_gloo(cluster, tmp_path):
+def test_two_process_config_is_submitted_as_two_tasks_and_trains_with_gloo(cluster, tmp_path):
+    """The launcher asks SLURM for what the config needs: compute.num_processes=2 -> 2 tasks, 2 ranks."""
     sweep = tmp_path / "sweep"
-    proc = run_sweep(sweep, "train.max_steps=3", "hydra.launcher.tasks_per_node=2", "compute.num_processes=2",
-                     "lora.rank=4")
+    proc = run_sweep(sweep, "train.max_steps=3", "compute.num_processes=2", "lora.rank=4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (row,) = sweep_status(sweep)
+    job = sh("scontrol", "show", "job", "-o", row["slurm_job"]).stdout  # kept MinJobAge=300 s after the end
+    assert "NumTasks=2 " in job, job
     summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3 and summary["world_size"] == 2
+
+
+def test_tasks_per_node_that_disagrees_with_the_config_is_refused_before_submitting(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_sweep(sweep, "compute.num_processes=2", "hydra.launcher.tasks_per_node=1", "lora.rank=4")
+    assert proc.returncode != 0 and not sweep.exists()
+    (line,) = proc.stderr.strip().splitlines()
+    assert "hydra.launcher.tasks_per_node=1 but compute.num_processes=2" in line

@@ -82,4 +82,5 @@ def check_bounds(obj: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_bounds(value, key + ".")
         elif f.name in bounds_of(type(obj)) and value is not None:
-            bounds_of(type(obj))[f.name].check(key, value)
+            for item in value if isinstance(value, (list, tuple)) else [value]:  # a list: each element
+                bounds_of(type(obj))[f.name].check(key, item)

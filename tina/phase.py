@@ -75,9 +75,7 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np

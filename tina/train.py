@@ -170,7 +170,7 @@ def train(cfg: DictConfig) -> dict:
     """
     tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
     _export_slurm_ranks()
-    _check_world_size(tc)
+    check_world_size(tc)
     run_dir = Path(tc.train.output_dir)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     main_process = int(os.environ.get("RANK", "0")) == 0
@@ -333,7 +333,7 @@ def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record") -> None:
         rec.write(eval_error=f"{type(e).__name__}: {e}")
 
 
-def _check_world_size(tc: TinaConfig) -> None:
+def check_world_size(tc: TinaConfig) -> None:
     """A job with fewer processes than configured would train on a smaller batch than it says."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world != tc.compute.num_processes:

@@ -1,87 +1,221 @@
-"""tina's launchers: hydra-submitit-launcher, with the checks a queue makes expensive to skip.
+"""tina's Hydra sweeper and launchers: every job of a sweep is checked before any job starts.
 
-On a cluster a bad sweep is found out hours late: after the queue wait, one job at a time. So
-before anything is submitted, every job's config is composed and validated (a bad value refuses
-the whole sweep, naming the job and the key), the time limit is checked against submitit's
-guard band (at <= 10 minutes submitit takes every USR2 for a time-out, so a preemption would use up
-a requeue, and with no requeues left, fail the job), and with `budget_usd` set, the sweep's
-estimated cost (tina.plan's, from the paper's timings) is held to it.
+A bad value in the last job of a sweep should cost nothing: not the runs before it, not a queue
+wait. So the sweeper composes and validates every job's config, and asks the launcher whether it
+can run each job as configured, before Hydra makes the sweep directory or anything is launched.
+A refused sweep prints one line naming the job and the key, and leaves no directory behind.
+`hydra.sweeper.dry_run=true` stops there: every check, nothing launched.
+
+What each launcher checks: the basic one runs every job in this one process, so a job must want
+that many processes; the submitit ones (local, SLURM) start `tasks_per_node` processes per job,
+which by default follows the job's `compute.num_processes` (as does `gpus_per_node` in the GPU
+preset), and a sweep is one job array, so its jobs must all ask for the same resources. Their time
+limit must clear submitit's guard band (at <= 10 minutes submitit takes every USR2 for a time-out,
+so a preemption would use up a requeue, and with none left, fail the job).
 """
 
-# No `from __future__ import annotations`: Hydra imports plugins outside sys.modules, where dataclasses
-# cannot resolve string annotations.
+from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+import copy
+import os
+import sys
+from typing import Any, Sequence
 
-from hydra.core.config_store import ConfigStore
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher as _HydraBasicLauncher
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
-from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
 from tina import costmodel
-from tina.config import ConfigError
-from tina.plan import job_config
+from tina.config import TinaConfig
+from tina.errors import ConfigError
+from tina.schema import composition_error, validate
 
 GUARD_BAND_MIN = 10  # submitit.core.job_environment: min(0.8 T, T - 10 min) is "guaranteed"
+RESOURCES = ("nodes", "tasks_per_node", "gpus_per_node")  # what every job of one array shares
 
 
-@dataclass
-class TinaSlurmConf(SlurmQueueConf):
-    _target_: str = "hydra_plugins.tina_launcher.tina_launcher.SlurmLauncher"
-    # Refuse to submit a sweep whose estimate (python -m tina.plan) exceeds this many USD; null: no limit.
-    budget_usd: Optional[float] = None
+def _refuse_on_error(check, *args) -> None:
+    """Runs check(*args); a ConfigError ends the program with one line (no traceback, nothing made)."""
+    try:
+        check(*args)
+    except ConfigError as e:
+        sys.exit(f"tina: {e}; nothing was started")
 
 
-@dataclass
-class TinaLocalConf(LocalQueueConf):
-    _target_: str = "hydra_plugins.tina_launcher.tina_launcher.LocalLauncher"
-    budget_usd: Optional[float] = None
-
-
-ConfigStore.instance().store(group="hydra/launcher", name="tina_submitit_slurm", node=TinaSlurmConf, provider="tina")
-ConfigStore.instance().store(group="hydra/launcher", name="tina_submitit_local", node=TinaLocalConf, provider="tina")
+def _require_gpus(gpus: int | None, processes: int) -> None:
+    if not gpus:
+        raise ConfigError(
+            f"hydra.launcher.gpus_per_node={gpus} but compute.bf16 / compute.use_vllm need a GPU for each of "
+            f"compute.num_processes={processes} processes; set hydra.launcher.gpus_per_node={processes} "
+            "(hydra/launcher=slurm does), or use compute=cpu"
+        )
 
 
 class _Checked:
-    def __init__(self, budget_usd: Optional[float] = None, **params) -> None:
-        super().__init__(**params)  # submitit passes every other key on to the executor
-        self.budget_usd = budget_usd
-        # Set by `tina.sweep rerun`: task i of this launch is the sweep's job renumber[i], so it lands
-        # in that job's run directory and resumes there (Hydra numbers a launch's jobs from 0).
-        self.renumber: dict[int, int] = {}
+    """Launcher mixin: check() refuses a sweep that cannot run; launch() runs it unless the sweeper did."""
 
-    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state):
-        return super().__call__(sweep_overrides, job_dir_key, self.renumber.get(job_num, job_num), job_id,
-                                singleton_state)
+    checked = False  # set by the Sweeper once it has checked every job of the sweep
+
+    def check(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> None:
+        """Raise ConfigError naming the first job that cannot run, and why."""
+        self.check_launcher()
+        hydra_config = HydraConfig.instance()
+        driver_cfg = hydra_config.cfg
+        estimates = []
+        try:
+            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+                where = f"job #{idx} ({' '.join(overrides)})"
+                try:
+                    cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                except (HydraException, OmegaConfBaseException) as e:
+                    raise ConfigError(f"{where}: {composition_error(e)}") from None
+                if OmegaConf.get_type(cfg) is not TinaConfig:
+                    continue  # the presets also serve other Hydra apps: their configs are theirs to check
+                hydra_config.set_config(cfg)  # so ${hydra:...} in the job's config resolves as in the job
+                job_cfg = copy.deepcopy(cfg)
+                with open_dict(job_cfg):
+                    del job_cfg["hydra"]  # the task function gets the config without it, too
+                job_cfg.train.output_dir = "set-when-the-job-starts"  # Hydra makes the run dir in the job
+                try:
+                    tc = validate(job_cfg)
+                    self.check_job(idx, cfg, tc)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
+                estimates.append(costmodel.estimate(tc, [], overrides, idx))
+        finally:
+            hydra_config.cfg = driver_cfg
+        budget = getattr(self, "budget_usd", None)
+        why = costmodel.over_budget(estimates, budget) if budget is not None else None
+        if why:
+            raise ConfigError(f"hydra.launcher.budget_usd: {why} (python -m tina.plan with the same overrides "
+                              "shows each job)")
+
+    def check_launcher(self) -> None:
+        """Checks of the launcher's own settings."""
+
+    def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
+        """Can this launcher run job `idx` (its composed config, hydra node included, and typed config)?"""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if not self.checked:
+            _refuse_on_error(self.check, job_overrides, initial_job_idx)
+        self.prepare()
+        return super().launch(job_overrides, initial_job_idx)
+
+    def prepare(self) -> None:
+        """Settle what check() found before launching."""
+
+    def describe(self) -> str:
+        """What the checked jobs will be given, for the dry run."""
+        return ""
+
+
+class BasicLauncher(_Checked, _HydraBasicLauncher):
+    """Hydra's basic launcher: the jobs run one after another in this process."""
+
+    def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
+        from tina.train import check_world_size
+
+        check_world_size(tc)  # this process is every job's only process
+
+
+class _Submitit(_Checked):
+    """hydra-submitit-launcher: each job is `tasks_per_node` processes, all jobs one array."""
+
+    _resources: tuple[int, dict] | None = None  # the first job's index and its resource request
+    # Set by `tina.sweep rerun`: task i of a launch is the sweep's job renumber[i], so it lands in that
+    # job's run directory and resumes there (Hydra numbers a launch's jobs from 0).
+    renumber: dict[int, int] = {}
+
+    def __init__(self, budget_usd: float | None = None, **params: Any) -> None:
+        super().__init__(**params)  # submitit passes every other key on to the executor
+        self.budget_usd = budget_usd  # refuse a sweep estimated (tina.costmodel) above this many USD
+
+    def check_launcher(self) -> None:
         timeout = self.params.get("timeout_min")
         if timeout is not None and timeout <= GUARD_BAND_MIN:
             raise ConfigError(
                 f"hydra.launcher.timeout_min: {timeout} is within submitit's {GUARD_BAND_MIN}-minute guard band, "
                 f"where every SLURM signal counts as a time-out and preempted jobs fail; use > {GUARD_BAND_MIN}"
             )
-        jobs = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            try:
-                tc = job_config(cfg)
-            except ConfigError as e:
-                raise ConfigError(f"job #{idx} ({' '.join(overrides)}): {e}; nothing was submitted") from None
-            if tc is not None:
-                jobs.append(costmodel.estimate(tc, [], overrides, idx))
-        if self.budget_usd is not None:
-            why = costmodel.over_budget(jobs, self.budget_usd)
-            if why:
-                raise ConfigError(f"hydra.launcher.budget_usd: {why} (python -m tina.plan with the same "
-                                  f"overrides shows each job); nothing was submitted")
-        return super().launch(job_overrides, initial_job_idx)
+
+    def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
+        launcher = cfg.hydra.launcher
+        asked = {key: launcher[key] for key in RESOURCES if key in launcher}
+        nodes, want = asked.get("nodes", 1), tc.compute.num_processes
+        for key, per in (("tasks_per_node", "task"), ("gpus_per_node", "GPU")):
+            got = asked.get(key) or 0
+            if (got or key == "tasks_per_node") and got * nodes != want:
+                raise ConfigError(
+                    f"hydra.launcher.{key}={got}{f' x {nodes} nodes' if nodes != 1 else ''} but "
+                    f"compute.num_processes={want}: tina runs one process per {per}; leave hydra.launcher.{key} "
+                    f"unset (it follows compute.num_processes) or make them agree"
+                )
+        if tc.compute.bf16 or tc.compute.use_vllm:
+            _require_gpus(asked.get("gpus_per_node"), want)
+        if self._resources is None:
+            self._resources = (idx, asked)
+        first, theirs = self._resources
+        for key in RESOURCES:
+            if asked.get(key) != theirs.get(key):
+                raise ConfigError(
+                    f"hydra.launcher.{key}: this job needs {asked.get(key)} and job #{first} {theirs.get(key)} "
+                    "(compute.num_processes), but a sweep is one job array with one resource request; "
+                    "sweep these values in separate sweeps"
+                )
+
+    def prepare(self) -> None:
+        if self._resources is not None:
+            self.params.update(self._resources[1])  # resolved in the jobs' configs, not the driver's
+
+    def describe(self) -> str:
+        asked = self._resources[1] if self._resources else {}
+        return ", ".join(f"{key}={value}" for key, value in asked.items())
+
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
+        """In each task of a job: make it a torch.distributed rank (submitit knows the mapping)."""
+        import submitit
+
+        if submitit.JobEnvironment().num_tasks > 1 and "RANK" not in os.environ:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        return super().__call__(sweep_overrides, job_dir_key, self.renumber.get(job_num, job_num), job_id,
+                                singleton_state)
 
 
-class SlurmLauncher(_Checked, submitit_launcher.SlurmLauncher):
+class SlurmLauncher(_Submitit, submitit_launcher.SlurmLauncher):
     pass
 
 
-class LocalLauncher(_Checked, submitit_launcher.LocalLauncher):
+class LocalLauncher(_Submitit, submitit_launcher.LocalLauncher):
     pass
+
+
+class Sweeper(BasicSweeper):
+    """Hydra's basic sweeper, checking every job with the launcher before the first is launched."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, dry_run: bool = False):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.dry_run = dry_run
+
+    def sweep(self, arguments: list[str]) -> Any:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        launcher = self.launcher
+        if not isinstance(launcher, _Checked):  # another plugin's launcher: check the configs alone
+            launcher = _Checked()
+            launcher.hydra_context, launcher.config = self.hydra_context, self.config
+        _refuse_on_error(launcher.check, jobs)
+        if self.dry_run:
+            what = launcher.describe()
+            print(f"tina: dry run: all {len(jobs)} job(s) pass every check{f' ({what})' if what else ''}; "
+                  "nothing was started")
+            return []
+        launcher.checked = True
+        return super().sweep(arguments)

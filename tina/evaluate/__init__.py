@@ -1,6 +1,7 @@
-"""Evaluation of a run's checkpoints, or of a model, on the benchmarks (tina/benchmarks.py).
+"""Evaluation of a run's checkpoints, or of a model, on the benchmarks (tina/evaluate/testsets.py).
 
-    python -m tina.evaluate run_dir=RUN [eval=cpu|gpu] [eval.checkpoints=all|last|best] [eval.benchmarks=[...]]
+    python -m tina.evaluate run_dir=RUN [eval=cpu|gpu] [eval.backend=transformers|accelerate|vllm]
+        [eval.checkpoints=all|last|best] [eval.benchmarks=[...]]
     python -m tina.evaluate model=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B eval=gpu
 
 Writes RUN/eval/<checkpoint>/<benchmark>.json (format: tina/evaluate/results.py). From training,

@@ -13,14 +13,15 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tina import benchmarks as bm
-from tina.errors import ConfigError, require
+from tina.evaluate import testsets as bm
+from tina import run_dir as rd
+from tina.errors import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Range, check_bounds, require
 from tina.schema import check_override_keys as _check_keys
 from tina.schema import validate as validate_schema
 
@@ -29,8 +30,13 @@ _require = require
 
 
 class Backend(str, Enum):
-    cpu = "cpu"  # transformers generate + tina.rewards, in this process
-    gpu = "gpu"  # lighteval + vLLM, in lighteval's own environment (a subprocess)
+    transformers = "transformers"  # tina's own: HF generate + tina.evaluate.testsets.score in this process (no lighteval)
+    accelerate = "accelerate"  # lighteval's transformers backend in its own environment: CPU, or GPUs without vLLM
+    vllm = "vllm"  # lighteval + vLLM in its own environment (GPU only): the paper's evaluation
+
+    @property
+    def lighteval(self) -> bool:
+        return self != Backend.transformers
 
 
 class Selection(str, Enum):
@@ -55,20 +61,32 @@ class VllmConfig:
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
 
+    BOUNDS: ClassVar = {"max_model_length": POSITIVE_INT, "gpu_memory_utilization": Range(0, 1, lo_open=True),
+                        "max_num_batched_tokens": POSITIVE_INT, "tensor_parallel_size": POSITIVE_INT,
+                        "data_parallel_size": POSITIVE_INT}
+
     def check(self) -> None:
         _require(self.dtype in ("bfloat16", "float16", "float32"), "eval.vllm.dtype",
                  f"must be one of bfloat16, float16, float32, got {self.dtype!r}")
-        _require(self.max_model_length > 0, "eval.vllm.max_model_length",
-                 f"must be positive, got {self.max_model_length}")
-        _require(0 < self.gpu_memory_utilization <= 1, "eval.vllm.gpu_memory_utilization",
-                 f"must be in (0, 1], got {self.gpu_memory_utilization}")
-        for key in ("max_num_batched_tokens", "tensor_parallel_size", "data_parallel_size"):
-            _require(getattr(self, key) > 0, f"eval.vllm.{key}", f"must be positive, got {getattr(self, key)}")
+
+
+@dataclass
+class AccelerateConfig:
+    """lighteval's TransformersModelConfig settings (backend accelerate only)."""
+
+    dtype: str = "float32"  # CPUs here have no fast bfloat16
+    device: str = "auto"  # auto: cuda where torch sees a GPU, else cpu
+
+    def check(self) -> None:
+        _require(self.dtype in ("bfloat16", "float16", "float32"), "eval.accelerate.dtype",
+                 f"must be one of bfloat16, float16, float32, got {self.dtype!r}")
+        _require(self.device in ("auto", "cpu", "cuda"), "eval.accelerate.device",
+                 f"must be one of auto, cpu, cuda, got {self.device!r}")
 
 
 @dataclass
 class EvalConfig:
-    backend: Backend = Backend.cpu
+    backend: Backend = Backend.transformers
     checkpoints: Selection = Selection.last
     include_base: bool = False  # also evaluate the run's base model (results under eval/base/)
     benchmarks: list[str] = field(default_factory=lambda: ["toy"])
@@ -84,19 +102,28 @@ class EvalConfig:
     data_path: dict[str, Optional[str]] = field(default_factory=lambda: {name: None for name in bm.BENCHMARKS})
     toy_size: int = 200  # the toy held-out split: size and problem seed (as dataset=toy's eval_size, seed)
     toy_seed: int = 0
-    batch_size: int = 64  # CPU: prompts x samples per generate call
-    threads: Optional[int] = 1  # CPU: torch threads while generating (null: torch's default; cpu.yaml: why 1)
-    # GPU: the python of an environment with lighteval[vllm]==0.13 (it cannot share tina's, STACK.md)
+    batch_size: int = 64  # transformers and accelerate: prompts x samples per generate call
+    threads: Optional[int] = 1  # transformers: torch threads while generating (null: torch's default; cpu.yaml: why 1)
+    # accelerate, vllm: the python of lighteval 0.13's own environment (it cannot share tina's):
+    # the last line of scripts/lighteval-env.sh (accelerate) or scripts/lighteval-env.sh --gpu (vllm)
     lighteval_python: Optional[str] = None
-    lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval vllm`
+    lighteval_args: list[str] = field(default_factory=list)  # extra CLI arguments for `lighteval accelerate|vllm`
     # lighteval 0.13 strips <think>...</think> before matching by default; the paper's lighteval did not.
     remove_reasoning_tags: bool = False
-    keep_merged: bool = False  # keep RUN/eval/<ckpt>/merged (the LoRA merged into the base) after the GPU run
+    keep_merged: bool = False  # keep RUN/eval/<ckpt>/merged (the weights lighteval loaded) after the run
     vllm: VllmConfig = field(default_factory=VllmConfig)
+    accelerate: AccelerateConfig = field(default_factory=AccelerateConfig)
     overwrite: bool = False  # re-evaluate even where a results file with the same settings exists
     after_training: bool = False  # read by tina.train: evaluate the run when training completes
 
+    BOUNDS: ClassVar = {
+        "n_samples": POSITIVE_INT, "temperature": POSITIVE, "top_p": Range(0, 1, lo_open=True),
+        "max_new_tokens": POSITIVE_INT, "limit": POSITIVE_INT, "toy_size": POSITIVE_INT,
+        "toy_seed": NON_NEGATIVE_INT, "batch_size": POSITIVE_INT, "threads": POSITIVE_INT, "seeds": NON_NEGATIVE_INT,
+    }
+
     def check(self) -> None:
+        check_bounds(self, "eval.")
         _require(len(self.benchmarks) > 0, "eval.benchmarks", f"must name at least one of {sorted(bm.BENCHMARKS)}")
         names = []
         for name in self.benchmarks:
@@ -109,24 +136,18 @@ class EvalConfig:
         for name in self.data_path:
             _require(name in bm.BENCHMARKS, f"eval.data_path.{name}",
                      f"unknown benchmark; allowed: {sorted(bm.BENCHMARKS)}")
-        _require(self.n_samples >= 1, "eval.n_samples", f"must be >= 1, got {self.n_samples}")
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "eval.seeds",
                  f"must list at least one seed, none twice, got {self.seeds}")
-        _require(self.temperature > 0, "eval.temperature", f"must be positive (sampling), got {self.temperature}")
-        _require(0 < self.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {self.top_p}")
-        _require(self.max_new_tokens > 0, "eval.max_new_tokens", f"must be positive, got {self.max_new_tokens}")
-        _require(self.limit is None or self.limit > 0, "eval.limit", f"must be positive or null, got {self.limit}")
-        _require(self.toy_size > 0, "eval.toy_size", f"must be positive, got {self.toy_size}")
-        _require(self.batch_size > 0, "eval.batch_size", f"must be positive, got {self.batch_size}")
-        _require(self.threads is None or self.threads > 0, "eval.threads",
-                 f"must be positive or null, got {self.threads}")
         self.vllm.check()
-        if self.backend == Backend.gpu:
+        self.accelerate.check()
+        if self.backend.lighteval:
+            script = "scripts/lighteval-env.sh" + (" --gpu" if self.backend == Backend.vllm else "")
             _require(self.lighteval_python is not None and Path(self.lighteval_python).is_file(),
                      "eval.lighteval_python",
-                     f"must be the python of an environment with lighteval[vllm]==0.13.0 (its own venv: it "
-                     f"cannot share tina's), e.g. eval.lighteval_python=/opt/lighteval/bin/python (or set "
-                     f"TINA_LIGHTEVAL_PYTHON); got {self.lighteval_python!r}")
+                     f"backend {self.backend.value} needs the python of lighteval 0.13's own environment (it "
+                     f"cannot share tina's): run `{script}` and pass its last line as eval.lighteval_python= "
+                     f"(or set TINA_LIGHTEVAL_PYTHON); got {self.lighteval_python!r}")
+        if self.backend == Backend.vllm:
             _require(self.max_new_tokens <= self.vllm.max_model_length, "eval.max_new_tokens",
                      f"{self.max_new_tokens} exceeds eval.vllm.max_model_length={self.vllm.max_model_length}")
 
@@ -145,8 +166,8 @@ class EvaluateConfig:
                  f"got run_dir={self.run_dir!r}, model={self.base_model!r}")
         if self.run_dir is not None:
             _require(Path(self.run_dir).is_dir(), "run_dir", f"{self.run_dir} is not a directory")
-            _require((Path(self.run_dir) / "config.yaml").is_file(), "run_dir",
-                     f"{self.run_dir} has no config.yaml: not a tina run directory")
+            _require((Path(self.run_dir) / rd.CONFIG).is_file(), "run_dir",
+                     f"{self.run_dir} has no {rd.CONFIG}: not a tina run directory")
         self.eval.check()
 
 

@@ -1,8 +1,8 @@
-"""lighteval 0.13 custom tasks over examples tina wrote: `lighteval vllm ... --custom-tasks THIS_FILE`.
+"""lighteval 0.13 custom tasks over examples tina wrote: `lighteval accelerate|vllm ... --custom-tasks THIS_FILE`.
 
 This file runs inside lighteval's own environment (lighteval cannot share one with tina's Hydra
-and math-verify, STACK.md), so it imports nothing from tina. The benchmark logic (fields, gold,
-prompt, GPQA shuffle) lives once in tina/benchmarks.py: tina.evaluate.gpu builds the examples,
+and math-verify), so it imports nothing from tina. The benchmark logic (fields, gold,
+prompt, GPQA shuffle) lives once in tina/evaluate/testsets.py: tina.evaluate.lighteval_run builds the examples,
 writes them as <data_dir>/rows.jsonl ({"query", "choices", "gold_index"}), and names a spec file
 in TINA_LIGHTEVAL_SPEC: {"n_samples": n, "max_new_tokens": m, "tasks": [{"name", "data_dir", "metric"}]}.
 
@@ -106,3 +106,10 @@ def tasks(spec: dict) -> list:
 # Without a spec (e.g. `lighteval tasks list --custom-tasks` by hand) there is nothing to offer.
 _SPEC = os.environ.get("TINA_LIGHTEVAL_SPEC")
 TASKS_TABLE = tasks(json.loads(Path(_SPEC).read_text())) if _SPEC else []
+
+# lighteval seeds `random` and numpy but not torch, and its accelerate backend samples with torch:
+# without this every eval.seeds entry would draw the same completions (vLLM takes the seed itself).
+if os.environ.get("TINA_LIGHTEVAL_SEED"):
+    import torch
+
+    torch.manual_seed(int(os.environ["TINA_LIGHTEVAL_SEED"]))

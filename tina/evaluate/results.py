@@ -4,23 +4,22 @@ One file per pair (not one per run) so a killed or requeued job keeps what it fi
 skips it (`settings` equal), and a reader globs `RUN/eval/*/*.json` without parsing anything else.
 Keys (analysis/collect.py reads exactly these):
 
-  benchmark     str    a tina.benchmarks key: aime24 aime25 amc23 math_500 minerva gpqa_diamond toy
+  benchmark     str    a tina.evaluate.testsets key: aime24 aime25 amc23 math_500 minerva gpqa_diamond toy
   checkpoint    str    "checkpoint-N", "adapter" (the run's final adapter) or "base"
   step          int|null  training step of the weights (base of a run: 0; a model on its own: null)
   pass@1        float  mean correctness over all problems, samples and seeds, in [0, 1]
   pass@1_std    float|null  standard deviation (ddof=1) of the benchmark score across the
-                       n_samples x len(seeds) single-sample runs (GPU: across per-sample-index runs
-                       too); null when there is only one run
+                       n_samples x len(seeds) single-sample runs; null when there is only one run
   n_problems    int    problems scored
   n_samples     int    completions per problem per seed
   seeds         [int]  sampling seeds
   runs          [float] the score of each single-sample run, seed-major
-  per_problem   [float]|null  mean correctness per problem (CPU backend; null on GPU)
-  backend       "cpu"|"gpu"
+  per_problem   [float]|null  mean correctness per problem
+  backend       "transformers"|"accelerate"|"vllm" (tina/evaluate/config.py Backend)
   model         str    base model (hub id or path); adapter: str|null, the LoRA weights evaluated
   settings      {...}  everything that changes the number (sampling, prompts, metric, data source)
-  wall_seconds  float  time to evaluate this benchmark on this checkpoint (GPU: the lighteval run
-                       it shared with the other benchmarks of its group, merging excluded)
+  wall_seconds  float  time to evaluate this benchmark on this checkpoint (lighteval: the runs it
+                       shared with the other benchmarks of its group, merging excluded)
   paper_column  str|null  the column of analysis/paper/paper_results.csv this compares with
   selection     {...}|null  how the checkpoint was chosen (best: the phase step and reason)
   run_dir, created_at, git_sha
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-EVAL_DIR = "eval"
+from tina.run_dir import EVAL as EVAL_DIR
 
 
 def result_path(root: str | Path, checkpoint: str, benchmark: str) -> Path:

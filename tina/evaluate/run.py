@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tina import benchmarks as bm
+from tina.evaluate import testsets as bm
 from tina.evaluate import results as res
 from tina.evaluate.checkpoints import Target, run_config, select
 from tina.errors import ConfigError
@@ -96,15 +96,17 @@ def evaluate(ec: EvaluateConfig) -> list[dict]:
     chat_template = training_template if e.chat_template == ChatTemplate.training else None
     benches = [bm.get(name) for name in e.benchmarks]
     data = {b.name: _examples(b, e) for b in benches}  # before any model: bad data fails in seconds
-    from tina.evaluate.cpu import load_tokenizer
+    from tina.evaluate.inprocess import load_tokenizer
 
     template = load_tokenizer(base, chat_template).chat_template  # the text used, so a changed template redoes
 
-    if e.backend == Backend.gpu:
-        from tina.evaluate import gpu
+    if e.backend.lighteval:
+        from tina.evaluate import lighteval_run
 
-        version = gpu.lighteval_version(str(e.lighteval_python))
-        extra = {"dtype": e.vllm.dtype, "vllm": dataclasses.asdict(e.vllm), "lighteval_version": version,
+        version = lighteval_run.lighteval_version(str(e.lighteval_python))
+        engine = {"vllm": dataclasses.asdict(e.vllm)} if e.backend == Backend.vllm else {
+            "device": lighteval_run.device(e), "batch_size": e.batch_size}
+        extra = {"dtype": lighteval_run.dtype(e), **engine, "lighteval_version": version,
                  "remove_reasoning_tags": e.remove_reasoning_tags, "lighteval_args": list(e.lighteval_args)}
     else:
         extra = {"dtype": "float32", "batch_size": e.batch_size}
@@ -137,7 +139,7 @@ def evaluate(ec: EvaluateConfig) -> list[dict]:
             "selection": selection,
             "git_sha": git_sha,
         }
-        run = _run_cpu if e.backend == Backend.cpu else _run_gpu
+        run = _run_lighteval if e.backend.lighteval else _run_inprocess
         for b, settings, path, scored in run(root, target, base, chat_template, todo, data, e):
             record = {
                 "benchmark": b.name,
@@ -157,19 +159,19 @@ def evaluate(ec: EvaluateConfig) -> list[dict]:
     return records
 
 
-def _run_cpu(root, target: Target, base, chat_template, todo, data, e: EvalConfig):
+def _run_inprocess(root, target: Target, base, chat_template, todo, data, e: EvalConfig):
     import torch
 
-    from tina.evaluate import cpu
+    from tina.evaluate import inprocess
 
-    model = cpu.load_model(base, target.adapter)
-    tokenizer = cpu.load_tokenizer(base, chat_template)
+    model = inprocess.load_model(base, target.adapter)
+    tokenizer = inprocess.load_tokenizer(base, chat_template)
     for b, settings, path in todo:
         started = time.time()
         threads = torch.get_num_threads()
         torch.set_num_threads(e.threads or threads)
         try:
-            scored = cpu.evaluate(model, tokenizer, b, data[b.name], system=bm.system_prompt(b, e.system_prompt),
+            scored = inprocess.evaluate(model, tokenizer, b, data[b.name], system=bm.system_prompt(b, e.system_prompt),
                                   n=e.n_samples, seeds=list(e.seeds), temperature=e.temperature, top_p=e.top_p,
                                   max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
         finally:
@@ -180,30 +182,23 @@ def _run_cpu(root, target: Target, base, chat_template, todo, data, e: EvalConfi
         yield b, settings, path, {**scored, "wall_seconds": time.time() - started}
 
 
-def _run_gpu(root, target: Target, base, chat_template, todo, data, e: EvalConfig):
-    from tina.evaluate import cpu, gpu
+def _run_lighteval(root, target: Target, base, chat_template, todo, data, e: EvalConfig):
+    from tina.evaluate import inprocess, lighteval_run
 
     workdir = root / res.EVAL_DIR / target.name / "lighteval"
-    merged = root / res.EVAL_DIR / target.name / "merged"
-    tokenizer = cpu.load_tokenizer(base, chat_template)
-    tokenizer_dir = None
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    if target.adapter is not None:
-        log.info("merging %s into %s -> %s", target.adapter, base, merged)
-        model_path = str(gpu.merge(base, target.adapter, merged, dtype=e.vllm.dtype, tokenizer=tokenizer))
-    else:
-        model_path = base
-        if chat_template is not None:  # the base's weights, the run's template
-            tokenizer_dir = workdir / "tokenizer"
-            tokenizer.save_pretrained(tokenizer_dir)
-    merge_seconds = time.time() - started
+    model_dir = lighteval_run.prepare_model(base, target.adapter, workdir / lighteval_run.MODEL,
+                                            dtype=lighteval_run.dtype(e), ec=e,
+                                            tokenizer=inprocess.load_tokenizer(base, chat_template))
+    prepare_seconds = time.time() - started
     groups: dict[Optional[str], list] = {}
     for b, _, _ in todo:
         groups.setdefault(bm.system_prompt(b, e.system_prompt), []).append((b, data[b.name]))
     try:
-        scored = gpu.evaluate(workdir, model_path, e, groups, tokenizer_dir=tokenizer_dir)
+        scored = lighteval_run.evaluate(workdir, e, groups)
     finally:
-        if target.adapter is not None and not e.keep_merged:
-            shutil.rmtree(merged, ignore_errors=True)
+        if not e.keep_merged:
+            shutil.rmtree(model_dir, ignore_errors=True)
     for b, settings, path in todo:
-        yield b, settings, path, {**scored[b.name], "extra": {"merge_seconds": merge_seconds}}
+        yield b, settings, path, {**scored[b.name], "extra": {"merge_seconds": prepare_seconds}}

@@ -1,19 +1,21 @@
-"""The evaluation benchmarks, defined once for both backends (CPU transformers, GPU lighteval + vLLM).
+"""The evaluation benchmarks, defined once for every backend (in-process transformers, lighteval on
+accelerate or vLLM).
 
 Each benchmark says where its rows live (hub id, config, split), which field holds the problem,
-how the gold answer is built from a row, the prompt, and how an answer is matched. Both backends
-turn rows into the same examples through `build_example`; the GPU backend writes those examples to
-JSONL and lighteval reads them through a generic task file (tina/evaluate/lighteval_tasks.py), so
-the prompt and gold can never differ between a CPU and a GPU number.
+how the gold answer is built from a row, the prompt, and how an answer is matched. Every backend
+turns rows into the same examples through `build_example`; the lighteval backends write those
+examples to JSONL and lighteval reads them through a generic task file
+(tina/evaluate/lighteval_tasks.py), so the prompt and gold can never differ between backends.
 
 Prompts and golds follow the paper's lighteval tasks (open-r1's `evaluate.py` as Open-RS forked it):
 the simple-evals maths prompt asking for a final `\\boxed{}` answer, golds from `answer` (AIME, AMC)
 or from the worked `solution` and its `\\boxed{}` (MATH-500, Minerva), GPQA as simple-evals'
-multiple-choice prompt with the choices shuffled and the gold a letter. No system prompt (RECIPES.md
-"Evaluation"), except for the toy task, whose model only knows its training prompt.
+multiple-choice prompt with the choices shuffled and the gold a letter. No system prompt (the
+paper's evaluation), except for the toy task, whose model only knows its training prompt.
 
-This module imports nothing outside the standard library at import time, so it stays importable
-anywhere; `load_rows` imports `datasets` (and tina's config error) only when called.
+Named testsets, not benchmarks: the top-level benchmarks/ folder holds performance benchmarks.
+At import this module needs only the standard library and tina's bottom layer (errors, prompts,
+toy); `load_rows` imports `datasets` only when called.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from tina.errors import ConfigError
+from tina.prompts import ANSWER_FORMATS
+from tina.toy import SYSTEM_PROMPT, rows
 
 # simple-evals' maths prompt, as the paper's lighteval tasks use it; asking for \boxed{} is what
 # makes "boxed first" extraction find the final answer rather than an intermediate number.
@@ -44,12 +48,6 @@ CHOICE_TEMPLATE = (
 
 LETTERS = "ABCD"
 
-# How a gold field becomes a string math-verify parses. Same names and meaning as tina/data.py's
-# ANSWER_FORMATS (not imported: tina.data pulls in Hydra, and this module must stay light).
-GOLD_FORMATS = {
-    "as_is": lambda value: str(value),  # LaTeX, or a worked solution whose \boxed{} is the gold
-    "dollars": lambda value: f"${value}$",  # a bare answer such as 204 or 27.0
-}
 
 METRICS = ("math", "letter")  # math: math-verify, boxed first; letter: A-D, boxed first, then "Answer: X"
 
@@ -62,7 +60,7 @@ class Benchmark:
     split: str
     problem_field: str
     gold_field: Optional[str]  # None for multiple choice (GPQA): the gold is the shuffled letter
-    gold_format: str  # a GOLD_FORMATS key, or "choice"
+    gold_format: str  # an ANSWER_FORMATS key (tina/prompts.py), or "choice"
     template: str
     metric: str  # a METRICS entry
     lighteval_task: str  # our task in tina/evaluate/lighteval_tasks.py
@@ -73,7 +71,6 @@ class Benchmark:
 
 
 def _toy_system_prompt() -> str:
-    from tina.toy import SYSTEM_PROMPT
 
     return SYSTEM_PROMPT
 
@@ -152,7 +149,7 @@ def build_example(bench: Benchmark, row: dict, *, shuffle_seed: int = 0) -> dict
         choices, gold_index = shuffled_choices(row, shuffle_seed)
         query = bench.template.format(problem=problem, **dict(zip(LETTERS, choices)))
         return {"query": query, "gold": LETTERS[gold_index], "choices": list(LETTERS), "gold_index": gold_index}
-    gold = GOLD_FORMATS[bench.gold_format](row[bench.gold_field])
+    gold = ANSWER_FORMATS[bench.gold_format](row[bench.gold_field])
     return {"query": bench.template.format(problem=problem), "gold": gold, "choices": [gold], "gold_index": 0}
 
 
@@ -212,7 +209,6 @@ def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 2
 
     key = override_key or f"eval.data_path.{bench.name}"
     if path is None and bench.hub_id is None:
-        from tina.toy import rows
 
         return rows(bench.split, toy_size, toy_seed)
     import datasets

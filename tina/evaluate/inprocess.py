@@ -1,7 +1,8 @@
-"""CPU backend: transformers generation and tina's own scorer, in this process.
+"""The `transformers` backend: HF generation and tina's own scorer, in this process.
 
-For the embedded tiny model and the toy task (and any benchmark from a local file): n sampled
-completions per problem for each seed, scored by `tina.benchmarks.score` (the training accuracy
+No lighteval environment and no subprocess, so it is the quick one for the embedded tiny model and
+the toy task (and any benchmark from a local file), and what eval.after_training uses by default: n sampled
+completions per problem for each seed, scored by `tina.evaluate.testsets.score` (the training accuracy
 reward for maths). Sampling follows the paper's evaluation (temperature, top_p, chat template,
 no system prompt) rather than the trainer's, so CPU and GPU numbers mean the same thing.
 """
@@ -66,7 +67,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, n: int, seed:
 def evaluate(model, tokenizer, bench, examples: list[dict], *, system: Optional[str], n: int, seeds: list[int],
              temperature: float, top_p: float, max_new_tokens: int, batch_size: int) -> dict:
     """Scores of one benchmark: runs (one per seed x sample index), per-problem means, unread golds."""
-    from tina import benchmarks as bm
+    from tina.evaluate import testsets as bm
     from tina.rewards import get_reward
 
     conversations = [bm.messages(e, system) for e in examples]
