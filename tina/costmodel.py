@@ -201,7 +201,7 @@ def estimate(tc, evidence: list[Evidence], overrides: Iterable[str] = (), num: i
     price_gpu = gpu or PAPER_GPU
     train_h = 0.0 if gpu == CPU else (gpu_hours(train_wall, gpus) if train_wall is not None else None)
     eval_h, eval_wall = 0.0, 0.0
-    if tc.eval.after_training and gpu != CPU and tc.eval.backend.value == "gpu" and steps is not None:
+    if tc.eval.after_training and gpu != CPU and steps is not None:
         # paper: ~1 USD a checkpoint on L40S = 1 GPU-hour for 6 benchmarks x 1 sample x 1 seed
         per_ckpt = PAPER_EVAL_USD_PER_CHECKPOINT / load_prices()[PAPER_GPU]
         work = len(tc.eval.benchmarks) / PAPER_EVAL_BENCHMARKS * tc.eval.n_samples * len(tc.eval.seeds)
