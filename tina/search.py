@@ -141,7 +141,8 @@ class Trial:
                     if step > reported:
                         self.trial.report(value, step)
                         reported = step
-                if not ended and reported and "pruned_at" not in self.trial.user_attrs and self.trial.should_prune():
+                if not ended and 0 < reported < self._last_step(run) and "pruned_at" not in self.trial.user_attrs \
+                        and self.trial.should_prune():  # at the last step there is nothing left to save
                     self.trial.set_user_attr("pruned_at", reported)  # first, so a resumed driver knows
                     self._stop(proc)
             if not ended and run is not None and self._ended_since(run, since):
@@ -156,6 +157,11 @@ class Trial:
                 break
             time.sleep(POLL_S)
         self._tell()
+
+    @staticmethod
+    def _last_step(run: Path) -> float:
+        summary = rd.read_summary(run)
+        return summary.get("stop_at_step") or summary.get("max_steps") or float("inf")
 
     @staticmethod
     def _ended_since(run: Path, since: float) -> bool:
