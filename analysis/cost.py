@@ -1,8 +1,8 @@
 """Cost accounting: GPU-hours, dollars, a FLOPs estimate, and the paper's cost/result tables.
 
 * Dollars follow the paper's convention: cost = number of GPUs x wall-clock hours x USD per
-  GPU-hour. Prices live in ONE place, ``analysis/prices.yaml`` (the paper's L40S at 1.00, other
-  GPUs at list-price ballparks; see the comments there).
+  GPU-hour. Prices live in ONE place, ``tina/prices.yaml`` (read by ``tina.costmodel``):
+  the paper's L40S at 1.00, other GPUs at list-price ballparks; see the comments there.
 * ``paper_costs()`` / ``paper_results()`` load the project's own copies of the paper's tables
   (``analysis/paper/*.csv``; the project must not depend on anything outside itself at run time).
 * ``flops()`` estimates the compute of a LoRA-GRPO run from its token count (formula in its
@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
-import yaml
+
+# The price table and its readers live in tina.costmodel (the launcher's budget check needs them and
+# tina may not import analysis); re-exported here so reports keep one import.
+from tina.costmodel import PRICES_PATH, dollars, gpu_hours, gpu_key, load_prices
 
 __all__ = [
     "PRICES_PATH", "load_prices", "gpu_key", "gpu_hours", "dollars", "run_cost",
@@ -28,75 +29,10 @@ __all__ = [
 ]
 
 HERE = Path(__file__).resolve().parent
-PRICES_PATH = HERE / "prices.yaml"
 PAPER_DIR = HERE / "paper"
 
 
 # ----------------------------------------------------------------------------- prices, dollars
-@lru_cache(maxsize=None)
-def _load_prices_cached(path: str) -> tuple:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    table = data.get("prices", data)
-    if not isinstance(table, dict) or not table:
-        raise ValueError(f"{path}: expected a mapping 'prices: {{GPU: USD per GPU-hour}}'")
-    return tuple((str(k), float(v)) for k, v in table.items())
-
-
-def load_prices(path: str | Path | None = None) -> dict[str, float]:
-    """The price table {gpu_type: USD per GPU-hour} (default: ``analysis/prices.yaml``)."""
-    return dict(_load_prices_cached(str(Path(path) if path else PRICES_PATH)))
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "", str(s).upper())
-
-
-def gpu_key(name: str, prices: Mapping[str, float] | None = None) -> str:
-    """Map a GPU type or a device name as torch reports it onto a key of the price table.
-
-    Exact keys match case-insensitively ("l40s" -> "L40S"); device names match by the longest key
-    they contain, ignoring case and punctuation ("NVIDIA H100 80GB HBM3" -> "H100", "NVIDIA L40S" ->
-    "L40S" not "L40"); an A100 is "A100-80GB" when the name says 80GB, else "A100-40GB".
-    Raises ValueError listing the known types when nothing matches.
-    """
-    table = load_prices() if prices is None else dict(prices)
-    if name is None or not str(name).strip():
-        raise ValueError(f"no GPU type given; known types: {', '.join(table)}")
-    by_lower = {k.lower(): k for k in table}
-    if str(name).strip().lower() in by_lower:
-        return by_lower[str(name).strip().lower()]
-    n = _norm(name)
-    if "A100" in n:
-        want = "A100-80GB" if "80G" in n else "A100-40GB"
-        if want.lower() in by_lower:
-            return by_lower[want.lower()]
-    for k in sorted(table, key=lambda k: -len(_norm(k))):
-        kn = _norm(k)
-        if kn and kn != "CPU" and not kn.startswith("A100") and kn in n:
-            return k
-    raise ValueError(f"unknown GPU type {name!r}; known types: {', '.join(table)} "
-                     f"(add it to {PRICES_PATH} or pass prices=...)")
-
-
-def gpu_hours(wall_seconds: float, num_gpus: int) -> float:
-    """GPU-hours = wall-clock seconds / 3600 x number of GPUs."""
-    if wall_seconds is None or wall_seconds < 0 or not math.isfinite(float(wall_seconds)):
-        raise ValueError(f"wall_seconds must be a finite number >= 0, got {wall_seconds!r}")
-    if num_gpus is None or int(num_gpus) < 0:
-        raise ValueError(f"num_gpus must be >= 0, got {num_gpus!r}")
-    return float(wall_seconds) / 3600.0 * int(num_gpus)
-
-
-def dollars(gpu_hours: float, gpu_type: str, prices: Mapping[str, float] | None = None) -> float:
-    """USD for ``gpu_hours`` on ``gpu_type`` (a price-table key or a torch device name).
-
-    ``prices`` overrides the table in ``analysis/prices.yaml``. Unknown type -> ValueError that
-    lists the known types.
-    """
-    table = load_prices() if prices is None else dict(prices)
-    return float(gpu_hours) * float(table[gpu_key(gpu_type, table)])
-
-
 def run_cost(summary: Mapping, prices: Mapping[str, float] | None = None) -> dict:
     """GPU-hours and dollars of a run from its summary.json dict.
 

@@ -141,7 +141,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     eval_* and eval/<benchmark>; wall_seconds, gpu_type, num_gpus, gpu_hours, usd, tokens, flops,
     flops_basis, num_params, trainable_params; error; notes (what was odd, "; "-joined).
 
-    ``prices``: a {gpu_type: USD/GPU-hour} mapping or a YAML file like analysis/prices.yaml.
+    ``prices``: a {gpu_type: USD/GPU-hour} mapping or a YAML file like tina/prices.yaml.
     ``workers``: processes for the per-run work (None: CPUs up to 16; 1: serial). ``cache``: reuse
     rows of unchanged runs (``$TINA_ANALYSIS_CACHE``, else ~/.cache/tina/collect).
     The override columns are listed in ``df.attrs["overrides"]``.

@@ -251,7 +251,7 @@ class ComputeConfig:
     vllm_mode: str = "colocate"
     vllm_gpu_memory_utilization: float = 0.4
     vllm_max_model_length: Optional[int] = None
-    # GPU type for costing (analysis/prices.yaml); null: read from the device at run time.
+    # GPU type for costing (tina/prices.yaml); null: read from the device at run time.
     gpu_type: Optional[str] = None
     # torch intra-op threads; null keeps torch's default (one per core).
     num_threads: Optional[int] = None

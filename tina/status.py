@@ -19,6 +19,8 @@ from hydra.experimental.callback import Callback
 
 from tina import run_dir as rd
 
+# {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
+RERUNS = "reruns.json"
 # SLURM states that mean the job's process is gone, whatever its summary last said.
 _SLURM_DEAD = {"CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -33,12 +35,14 @@ def _slurm_states(sweep: Path) -> dict[int, dict]:
         ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
         capture_output=True, text=True, timeout=30,
     ).stdout
+    renumbered = json.loads((sweep / RERUNS).read_text()) if (sweep / RERUNS).exists() else {}
     states = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
         array_id, _, tasks = job_id.partition("_")
-        for num in _task_range(tasks) if tasks else [0]:
-            states[num] = {"job_id": f"{array_id}_{num}" if tasks else job_id, "state": state.split()[0]}
+        for task in _task_range(tasks) if tasks else [0]:
+            num = renumbered[array_id][task] if array_id in renumbered else task
+            states[num] = {"job_id": f"{array_id}_{task}" if tasks else job_id, "state": state.split()[0]}
     return states
 
 
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print_rows(rows)
+        _rerun_hint(args.sweep, rows)
     return 0 if all(r["status"] in FINISHED for r in rows) else 1
 
 
@@ -135,6 +140,35 @@ def print_sweep_summary(sweep: Path) -> None:
     print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
     print_rows(rows)
     print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)
+
+
+# SLURM states of a job that is still queued or running (a requeued preemption resumes by itself).
+ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+         "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+
+
+def needs_rerun(row: dict) -> bool:
+    """A status row (tina.status) of a job that is neither finished nor still on its way."""
+    status, state = row["status"], row.get("slurm_state")
+    if status in FINISHED or status in ("pending", "running", "unreadable") or state in ALIVE:
+        return False  # running: its process holds the run's lock; unreadable: a damaged summary wants a person
+    # failed, interrupted, cancelled, died, no summary, not started, or preempted and not requeued by
+    # SLURM (past its requeue limit, or no scheduler to requeue it)
+    return True
+
+
+def _rerun_hint(sweep: Path, rows: list[dict]) -> None:
+    """End with the command that relaunches what did not finish (tina.sweep rerun), when something did
+    not: a job that needs it, or one the sweep's driver never submitted (counted from multirun.yaml)."""
+    from tina.plan import compose_sweep, recorded_overrides
+
+    todo = {r["num"] for r in rows if needs_rerun(r)}
+    try:
+        todo |= set(range(len(compose_sweep(recorded_overrides(sweep), multirun=True)[2]))) - {r["num"] for r in rows}
+    except Exception:  # not a tina.train -m sweep (no multirun.yaml): only what the rows say
+        pass
+    if todo:
+        print(f"{len(todo)} job(s) to rerun (jobs {sorted(todo)}): python -m tina.sweep rerun {sweep}")
 
 
 if __name__ == "__main__":

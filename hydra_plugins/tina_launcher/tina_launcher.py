@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
+from tina import costmodel
 from tina.config import TinaConfig
 from tina.errors import ConfigError
 from tina.schema import composition_error, validate
@@ -66,6 +67,7 @@ class _Checked:
         self.check_launcher()
         hydra_config = HydraConfig.instance()
         driver_cfg = hydra_config.cfg
+        estimates = []
         try:
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 where = f"job #{idx} ({' '.join(overrides)})"
@@ -81,11 +83,18 @@ class _Checked:
                     del job_cfg["hydra"]  # the task function gets the config without it, too
                 job_cfg.train.output_dir = "set-when-the-job-starts"  # Hydra makes the run dir in the job
                 try:
-                    self.check_job(idx, cfg, validate(job_cfg))
+                    tc = validate(job_cfg)
+                    self.check_job(idx, cfg, tc)
                 except ConfigError as e:
                     raise ConfigError(f"{where}: {e}") from None
+                estimates.append(costmodel.estimate(tc, [], overrides, idx))
         finally:
             hydra_config.cfg = driver_cfg
+        budget = getattr(self, "budget_usd", None)
+        why = costmodel.over_budget(estimates, budget) if budget is not None else None
+        if why:
+            raise ConfigError(f"hydra.launcher.budget_usd: {why} (python -m tina.plan with the same overrides "
+                              "shows each job)")
 
     def check_launcher(self) -> None:
         """Checks of the launcher's own settings."""
@@ -120,6 +129,13 @@ class _Submitit(_Checked):
     """hydra-submitit-launcher: each job is `tasks_per_node` processes, all jobs one array."""
 
     _resources: tuple[int, dict] | None = None  # the first job's index and its resource request
+    # Set by `tina.sweep rerun`: task i of a launch is the sweep's job renumber[i], so it lands in that
+    # job's run directory and resumes there (Hydra numbers a launch's jobs from 0).
+    renumber: dict[int, int] = {}
+
+    def __init__(self, budget_usd: float | None = None, **params: Any) -> None:
+        super().__init__(**params)  # submitit passes every other key on to the executor
+        self.budget_usd = budget_usd  # refuse a sweep estimated (tina.costmodel) above this many USD
 
     def check_launcher(self) -> None:
         timeout = self.params.get("timeout_min")
@@ -162,13 +178,14 @@ class _Submitit(_Checked):
         asked = self._resources[1] if self._resources else {}
         return ", ".join(f"{key}={value}" for key, value in asked.items())
 
-    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+    def __call__(self, sweep_overrides, job_dir_key, job_num, job_id, singleton_state) -> JobReturn:
         """In each task of a job: make it a torch.distributed rank (submitit knows the mapping)."""
         import submitit
 
         if submitit.JobEnvironment().num_tasks > 1 and "RANK" not in os.environ:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return super().__call__(*args, **kwargs)
+        return super().__call__(sweep_overrides, job_dir_key, self.renumber.get(job_num, job_num), job_id,
+                                singleton_state)
 
 
 class SlurmLauncher(_Submitit, submitit_launcher.SlurmLauncher):

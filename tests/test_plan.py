@@ -1,0 +1,111 @@
+"""python -m tina.plan against the paper's own costs, a real finished run, and the launchers' budget check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.cost import paper_costs
+from tests.conftest import sh
+from tina import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE_3 = ["STILL-3", "DeepScaleR", "Open-RS1", "Open-RS2", "Open-RS3"]
+
+
+def plan_json(capsys, *args: str) -> dict:
+    assert plan.main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def assert_totals_are_row_sums(p: dict) -> None:
+    for total, key in [("total_gpu_hours", "gpu_hours"), ("total_usd", "usd"), ("train_usd", "train_usd"),
+                       ("eval_usd", "eval_usd")]:
+        assert p[total] == pytest.approx(sum(r[key] for r in p["jobs"]))
+    assert p["total_usd"] == pytest.approx(p["train_usd"] + p["eval_usd"])
+
+
+def test_open_rs2_within_30_percent_of_the_paper(capsys):
+    p = plan_json(capsys, "experiment=tina_open_rs2")
+    (row,) = p["jobs"]
+    paper = paper_costs().set_index("item").loc["Open-RS2", "train_usd"]
+    assert abs(p["train_usd"] - paper) <= 0.3 * paper, (p["train_usd"], paper)
+    assert (row["steps"], row["num_gpus"], row["gpu_type"]) == (850, 2, "L40S")
+    assert row["evidence"].startswith("paper: Open-RS2")
+    assert row["gpu_hours"] == pytest.approx(row["wall_hours"] * 2)
+    assert_totals_are_row_sums(p)
+
+
+def test_main_sweep_within_30_percent_of_table_3(capsys):
+    p = plan_json(capsys, "-m", "+sweeps=main")
+    costs = paper_costs().set_index("item")
+    paper = costs.loc[TABLE_3, "train_usd"].sum()
+    assert len(p["jobs"]) == 5 and {r["overrides"].split()[0] for r in p["jobs"]} == {
+        f"experiment=tina_{n}" for n in ("still3", "deepscaler", "open_rs1", "open_rs2", "open_rs3")}
+    assert abs(p["train_usd"] - paper) <= 0.3 * paper, (p["train_usd"], paper)
+    assert_totals_are_row_sums(p)
+
+
+def test_evaluating_every_checkpoint_costs_what_the_paper_paid(capsys):
+    """The paper evaluated all 17 Open-RS2 checkpoints (six benchmarks, one sample) for 17 USD."""
+    p = plan_json(capsys, "experiment=tina_open_rs2", "eval=gpu", "eval.after_training=true",
+                  "eval.checkpoints=all", "eval.n_samples=1", f"eval.lighteval_python={sys.executable}")
+    paper = paper_costs().set_index("item").loc["all checkpoints of Open-RS2", "eval_usd"]
+    assert p["eval_usd"] == pytest.approx(paper, rel=0.3)
+    assert_totals_are_row_sums(p)
+
+
+def test_seconds_per_step_from_a_finished_run(tmp_path, capsys):
+    """A real run of the tiny model is the evidence for a plan of the same recipe, named in the output."""
+    run = tmp_path / "run"
+    tiny = ["train.max_steps=3", "train.save_steps=3", "dataset.eval_size=4", "algorithm.max_completion_length=16"]
+    proc = subprocess.run([sys.executable, "-m", "tina.train", f"hydra.run.dir={run}", *tiny],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    p = plan_json(capsys, "-m", "lora.rank=4,8", *tiny[:1], "algorithm.max_completion_length=16",
+                  "--from", str(tmp_path))
+    assert [r["evidence"] for r in p["jobs"]] == [str(run)] * 2
+    for r in p["jobs"]:
+        assert r["seconds_per_step"] == pytest.approx(summary["wall_seconds"] / summary["steps"])
+        assert r["wall_hours"] == pytest.approx(r["seconds_per_step"] * 3 / 3600)
+        assert (r["num_gpus"], r["gpu_hours"], r["usd"]) == (0, 0.0, 0.0)  # CPU costs nothing
+    assert p["total_wall_hours"] == pytest.approx(sum(r["wall_hours"] for r in p["jobs"]))
+    # carried to a job generating twice as long: twice the seconds
+    p2 = plan_json(capsys, "algorithm.max_completion_length=32", "--from", str(tmp_path))
+    assert p2["jobs"][0]["seconds_per_step"] == pytest.approx(2 * p["jobs"][0]["seconds_per_step"])
+
+
+def test_bad_input_names_the_key(capsys):
+    assert plan.main(["lora.rnk=3"]) == 2
+    assert "lora.rnk: unknown key (did you mean lora.rank?)" in capsys.readouterr().err
+    assert plan.main(["algorithm.num_generations=1"]) == 2
+    assert "algorithm.num_generations" in capsys.readouterr().err
+
+
+def over_budget(tmp_path: Path, launcher: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tina.train", "-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}",
+         "experiment=tina_open_rs2,tina_open_rs3", "hydra.launcher.gpus_per_node=2", "hydra.launcher.budget_usd=20"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_local_launcher_refuses_an_over_budget_sweep(tmp_path):
+    proc = over_budget(tmp_path, "local")
+    assert proc.returncode != 0
+    assert "hydra.launcher.budget_usd: estimated 30.22 USD for 2 jobs is 10.22 USD over the budget of 20 USD" in proc.stderr
+    assert not (tmp_path / ".submitit").exists()
+
+
+@pytest.mark.slurm
+def test_slurm_refuses_an_over_budget_sweep(cluster, tmp_path):
+    before = sh("squeue", "-h", "-o", "%i").stdout.split()
+    proc = over_budget(tmp_path, "slurm_local")
+    assert proc.returncode != 0 and "over the budget of 20 USD" in proc.stderr and "nothing was started" in proc.stderr
+    assert not (tmp_path / ".submitit").exists()
+    assert not set(sh("squeue", "-h", "-o", "%i").stdout.split()) - set(before)
+    assert str(tmp_path) not in sh("sacct", "-X", "-n", "-P", "-o", "WorkDir", "-S", "now-5minutes").stdout
