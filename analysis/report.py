@@ -33,6 +33,7 @@ from analysis import paper as paper_tables
 from analysis.cells import DASH, clip, duration, isnan, num, pct, sort_key
 from analysis.document import BAD_STATUS, Heading, Image, Para, Table, render_html, render_md
 from analysis.plots import CURVES, curve_figure, png, scatter
+from analysis.search_report import search_section
 from analysis.runs import CONFIG_COLUMNS, collect, collect_curves, collect_evals, override_columns
 
 __all__ = ["build", "main"]
@@ -276,6 +277,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
     evals = collect_evals(evaluated) if len(evaluated) else pd.DataFrame()
     curves = collect_curves(evaluated, keys=["format", "length"]) if len(evaluated) else pd.DataFrame()
     blocks += early_stop.section(df, by_run, evals, curves)
+    blocks += _search_blocks(paths)
     if paper:
         blocks += paper_tables.section(df, grouped, *accuracy_measure(df))
     blocks += [Heading(2, "Transition detection, run by run"),
@@ -293,6 +295,29 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
     return {"markdown": md, "html": page, "plots": files}
 
 
+def _search_blocks(paths) -> list:
+    """A tina.search directory's section: objective by trial, the best trial, parameter importances."""
+    blocks = []
+    for path in paths:
+        found = search_section(path) if Path(path).is_dir() else None
+        if found is None:
+            continue
+        best = found.best
+        blocks += [Heading(2, f"Search {path}: {found.objective} ({found.direction})"),
+                   Para(f"Best: trial {best['number']}, {num(best['value'])}, with "
+                        + ", ".join(f"{k}={num(v)}" for k, v in best["params"].items())
+                        if best else "No trial completed yet."),
+                   Table(found.trials.drop(columns=["run_dir"], errors="ignore"),
+                         caption="Trials (state pruned: stopped early by the pruner, at the step given)")]
+        if len(found.importances):
+            blocks.append(Table(found.importances, caption="Parameter importances (fANOVA)"))
+        if found.png:
+            blocks.append(Image(f"search_{len(blocks)}.png", found.png, "search: objective by trial, pruning metric, "
+                                "importances", caption="Objective by trial (pruned marked), the pruning metric by "
+                                "step, importances"))
+    return blocks
+
+
 def _default_out(first) -> Path:
     p = Path(first)
     return p if p.is_dir() else p.parent
@@ -305,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("paths", nargs="+", help="sweep or run directories")
     ap.add_argument("--out", help="output directory (default: the first path)")
     ap.add_argument("--paper", action="store_true", help="add the paper's tables beside the runs")
-    ap.add_argument("--prices", help="price table YAML (default: analysis/prices.yaml)")
+    ap.add_argument("--prices", help="price table YAML (default: tina/prices.yaml)")
     ap.add_argument("--max-curve-runs", type=int, default=MAX_CURVE_RUNS)
     ap.add_argument("--no-cache", action="store_true", help="recompute every run")
     ap.add_argument("--workers", type=int, default=None, help="processes for collecting runs")

@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from analysis.phase import FORMAT_KEY, LENGTH_KEY
 from tina import run_dir as rd
 from tina.config import check_override_keys
 from tina.embedded import TINY_DIR
+from tina.status import sweep_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -278,3 +280,38 @@ def lora_run(root: Path, steps=(2,), final_step: int | None = 3, lora: bool = Tr
             (d / "adapter_config.json").write_text("{}")
             (d / "adapter_model.safetensors").write_bytes(b"")
     return run
+
+
+# ----------------------------------------------------------------------------- the local SLURM cluster
+WAIT_S = 400
+
+
+def sh(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+WAIT_S = 400
+
+def sweep_cmd(sweep: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "tina.train", "-m", "hydra/launcher=slurm_local",
+            f"hydra.sweep.dir={sweep}", *TINY, *overrides]
+
+
+def run_sweep(sweep: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_cmd(sweep, *overrides), capture_output=True, text=True, cwd=ROOT, timeout=WAIT_S)
+
+
+def rows_now(sweep: Path) -> list[dict]:
+    """The sweep's rows so far; none before its first job has started."""
+    try:
+        return sweep_status(sweep)
+    except FileNotFoundError:
+        return []
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S, proc: subprocess.Popen | None = None):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{sh('squeue').stdout}")
+        time.sleep(0.2)

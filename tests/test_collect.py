@@ -4,12 +4,10 @@ directories for every state a run can be in, read into one row each."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest

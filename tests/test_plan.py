@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analysis.cost import paper_costs
-from tests.conftest import sh
+from tests.helpers import sh
 from tina import plan
 
 ROOT = Path(__file__).resolve().parents[1]

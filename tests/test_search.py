@@ -7,14 +7,14 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from tests.test_slurm_train import ROOT, wait_for
+from tests.helpers import ROOT, wait_for
+from analysis.report import build
 from analysis.search_report import search_section
 from tina import run_dir as rd
 from tina.search import main as search_main
@@ -105,3 +105,7 @@ def test_basic_launcher_search_in_process(tmp_path):
         summary = rd.read_summary(Path(row.run_dir))
         assert summary["steps"] == 3 and row.value == objective_of(summary, "heldout_final.accuracy")
     assert search_section(tmp_path) is None  # not a search
+    # The report gains a search section: trials, best trial, the figure.
+    out = build([sweep], out=tmp_path / "report")
+    md = out["markdown"].read_text()
+    assert f"## Search {sweep}: heldout_final.accuracy" in md and "Best: trial" in md and "search_" in md

@@ -7,7 +7,6 @@ Skipped only where it cannot be started here (not root, no apt); under CI=true t
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 import submitit
 from submitit.core.utils import FailedJobError
 
-from tests.conftest import sh
+from tests.helpers import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"

@@ -5,54 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import sh
-from tests.helpers import TINY
+from tests.helpers import ROOT, TINY, WAIT_S, rows_now, run_sweep, sh, sweep_cmd, wait_for
 from tina.status import sweep_status
 
-ROOT = Path(__file__).resolve().parents[1]
-
-WAIT_S = 400
-
 pytestmark = pytest.mark.slurm
-
-
-def sweep_cmd(sweep: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "tina.train", "-m", "hydra/launcher=slurm_local",
-            f"hydra.sweep.dir={sweep}", *TINY, *overrides]
-
-
-def run_sweep(sweep: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_cmd(sweep, *overrides), capture_output=True, text=True, cwd=ROOT, timeout=WAIT_S)
-
-
-def runs(sweep: Path, key: str = "lora.rank") -> dict[str, dict]:
-    """{the job's `key=value` override: its status row}."""
-    def swept(row):
-        return next(o for o in Path(row["run_dir"]).name.split("_", 1)[1].split(",") if o.startswith(f"{key}="))
-    return {swept(r): r for r in sweep_status(sweep) if r["run_dir"]}
-
-
-def rows_now(sweep: Path) -> list[dict]:
-    """The sweep's rows so far; none before its first job has started."""
-    try:
-        return sweep_status(sweep)
-    except FileNotFoundError:
-        return []
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S, proc: subprocess.Popen | None = None):
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{sh('squeue').stdout}")
-        time.sleep(0.2)
 
 
 def adapter(run: Path) -> dict[str, torch.Tensor]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sh
-from tests.test_slurm_train import ROOT, WAIT_S, rows_now, sweep_cmd, wait_for
+from tests.helpers import sh
+from tests.helpers import ROOT, WAIT_S, rows_now, sweep_cmd, wait_for
 from tina import run_dir as rd
 from tina.status import sweep_status
 from tina.sweep import needs_rerun
