@@ -140,7 +140,7 @@ def _read_config(run: Path, notes: list) -> Mapping:
     if isinstance(config, Mapping):
         return config
     # Hydra's composed (unresolved) config: better than nothing; ${...} values read as None
-    config, _ = _load_yaml(run / rd.HYDRA / "config.yaml")
+    config, _ = _load_yaml(run / rd.HYDRA / rd.HYDRA_CONFIG)
     config = config if isinstance(config, Mapping) else {}
     why = f"{rd.CONFIG} unreadable ({err})" if err else f"no {rd.CONFIG}"
     notes.append(why + (f"; values from {rd.HYDRA}/config.yaml" if config else ""))
@@ -157,7 +157,7 @@ def _read_run(run: Path) -> dict:
         if not err:
             notes.append(f"no {rd.SUMMARY}")
     config = _read_config(run, notes)
-    ov, err = _load_yaml(run / rd.HYDRA / "overrides.yaml")
+    ov, err = _load_yaml(run / rd.HYDRA / rd.HYDRA_OVERRIDES)
     if err:
         notes.append(f"{rd.HYDRA}/overrides.yaml unreadable ({err})")
 

@@ -146,12 +146,17 @@ def make_run(d: Path, *, summary: dict | None = None, metrics: list[dict] | None
         (d / rd.SUMMARY).write_text(json.dumps(summary))
     if metrics is not None:
         (d / rd.METRICS).write_text("".join(json.dumps(r) + "\n" for r in metrics) + tail)
-    for s in checkpoints:  # intact as tina.run_dir judges a checkpoint: a state and its marker
-        ckpt = rd.checkpoint_dir(d, s)
-        ckpt.mkdir(parents=True)
-        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": s}))
-        rd.mark_complete(ckpt)
+    for s in checkpoints:
+        complete_checkpoint(d, s)
     return d
+
+
+def complete_checkpoint(run: Path, step: int) -> None:
+    """Make checkpoint-`step` count, as tina.run_dir judges a checkpoint: a trainer state, then the marker."""
+    ckpt = rd.checkpoint_dir(run, step)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    rd.mark_complete(ckpt)
 
 
 def done(steps=10, **kw) -> dict:
@@ -279,6 +284,8 @@ def lora_run(root: Path, steps=(2,), final_step: int | None = 3, lora: bool = Tr
             d.mkdir(parents=True)
             (d / "adapter_config.json").write_text("{}")
             (d / "adapter_model.safetensors").write_bytes(b"")
+    for s in steps:
+        complete_checkpoint(run, s)
     return run
 
 

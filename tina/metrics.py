@@ -27,13 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from tina.run_dir import METRICS
+
 __all__ = ["read_metrics", "metrics_path"]
 
 
 def metrics_path(path: str | Path) -> Path:
     """``path`` itself, or ``path/metrics.jsonl`` when ``path`` is a run directory."""
     p = Path(path)
-    return p / "metrics.jsonl" if p.is_dir() else p
+    return p / METRICS if p.is_dir() else p
 
 
 def _step_of(obj) -> int | None:

@@ -176,7 +176,7 @@ def train(cfg: DictConfig) -> dict:
     main_process = int(os.environ.get("RANK", "0")) == 0
     with SignalGuard() as guard:
         try:
-            with rd.writer(run_dir, config, _hydra_files(), main_process) as rec:
+            with rd.writer(run_dir, config, _hydra_files(cfg), main_process) as rec:
                 result = _run(tc, run_dir, rec, guard)
         except Interrupted:
             guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
@@ -185,7 +185,7 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
-def _hydra_files() -> dict:
+def _hydra_files(cfg: DictConfig) -> dict:
     """Hydra's own record of the job (.hydra/), which conf/train.yaml stops Hydra from writing
     before tina has accepted the start (hydra.output_subdir: null): a refused rerun changes nothing."""
     from hydra.core.hydra_config import HydraConfig
@@ -194,7 +194,8 @@ def _hydra_files() -> dict:
         return {}
     hc = HydraConfig.get()
     task = OmegaConf.to_container(hc.overrides.task)
-    return {"hydra.yaml": {"hydra": OmegaConf.to_container(hc, enum_to_str=True)}, "overrides.yaml": task}
+    return {rd.HYDRA_CONFIG: OmegaConf.to_container(cfg, enum_to_str=True),
+            rd.HYDRA_YAML: {"hydra": OmegaConf.to_container(hc, enum_to_str=True)}, rd.HYDRA_OVERRIDES: task}
 
 
 def _quiet() -> None:

@@ -7,15 +7,13 @@ not evaluated twice, so `all` and `last` name the same weights the same way.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
+from tina import run_dir as rd
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint, detect
 
@@ -34,23 +32,18 @@ def _has_adapter(d: Path) -> bool:
 
 
 def run_config(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return rd.read_config(run_dir)
 
 
 def adapters(run_dir: Path) -> list[Target]:
-    """Saved checkpoints in step order, then the final adapter if it is not one of them."""
-    found = []
-    for d in (run_dir / "checkpoints").glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and _has_adapter(d):
-            found.append(Target(d.name, int(m.group(1)), d))
-    found.sort(key=lambda t: t.step)
-    final = run_dir / "adapter"
+    """The intact saved checkpoints in step order (tina.run_dir judges them), then the final adapter
+    if it is not one of them."""
+    found = [Target(d.name, rd.checkpoint_step(d), d) for d in rd.checkpoints(run_dir) if _has_adapter(d)]
+    final = rd.adapter_dir(run_dir)
     if _has_adapter(final):
-        summary = run_dir / "summary.json"
-        steps = json.loads(summary.read_text()).get("steps") if summary.is_file() else None
+        steps = rd.read_summary(run_dir).get("steps")
         if steps is None or steps not in {t.step for t in found}:
-            found.append(Target("adapter", steps, final))
+            found.append(Target(rd.ADAPTER, steps, final))
     return found
 
 
@@ -71,7 +64,7 @@ def select(run_dir: Path, mode: str, include_base: bool) -> tuple[list[Target], 
         phase = detect(run_dir)
     except FileNotFoundError:
         phase = {"step": None, "reason": "no metrics.jsonl"}
-    saved = [t.step for t in candidates if t.name.startswith("checkpoint-")]
+    saved = [t.step for t in candidates if t.name.startswith(rd.CHECKPOINT_PREFIX)]
     step = best_checkpoint(phase["step"], saved)
     info = {"mode": "best", "phase_step": phase["step"], "reason": phase["reason"]}
     if step is None:
@@ -80,6 +73,6 @@ def select(run_dir: Path, mode: str, include_base: bool) -> tuple[list[Target], 
         log.warning("best checkpoint of %s: %s (%s); evaluating the last weights, %s, instead",
                     run_dir, why, phase["reason"], last.name)
         return base + [last], {**info, "fallback": f"{why}: evaluated the last weights"}
-    chosen = next(t for t in candidates if t.step == step and t.name.startswith("checkpoint-"))
+    chosen = next(t for t in candidates if t.step == step and t.name.startswith(rd.CHECKPOINT_PREFIX))
     log.info("best checkpoint of %s: %s (phase transition at step %s)", run_dir, chosen.name, phase["step"])
     return base + [chosen], info
