@@ -22,6 +22,7 @@ from tina.errors import ConfigError
 from tina.data_files import MISSING
 from tina.errors import DataError
 from tina.prompts import ANSWER_FORMATS
+from tina import toy
 
 __all__ = ["DataError", "drop_long_prompts", "load_eval", "load_train"]
 
@@ -104,9 +105,7 @@ def _hub_pairs(cfg: DatasetConfig, fields: data_files.Fields) -> tuple[list, lis
 
 
 def _toy_pairs(split: str, size: int, cfg: DatasetConfig) -> tuple[list, list]:
-    from tina.toy import rows
-
-    examples = rows(split, size, cfg.seed)
+    examples = toy.rows(split, size, cfg.seed)
     return _pairs(f"dataset (toy task, {split})", ((f"row index {i}", r) for i, r in enumerate(examples)), cfg)
 
 

@@ -30,6 +30,7 @@ from hydra.errors import HydraException
 
 from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, ConfigError, check_override_keys
+from tina.status import FINISHED, needs_rerun, sweep_status
 
 SPACES_DIR = PACKAGE_DIR.parent / "sweeps" / "search"
 RECORD, STUDY = "search.yaml", "study.journal"
@@ -199,8 +200,6 @@ class Trial:
             proc.send_signal(signal.SIGTERM)  # the basic launcher trains in the driver itself
 
     def _ended(self) -> bool:
-        from tina.status import FINISHED, needs_rerun, sweep_status
-
         try:
             rows = sweep_status(self.dir)
         except FileNotFoundError:
@@ -299,8 +298,6 @@ class Search:
         if it ended, watch it if its job still runs, else relaunch it into its own run directory
         (tina.sweep rerun: it resumes from its checkpoint)."""
         import optuna
-
-        from tina.status import FINISHED, needs_rerun, sweep_status
 
         t = Trial(self, optuna.trial.Trial(self.study, trial._trial_id))
         t.reported = max(trial.intermediate_values, default=0)
