@@ -293,10 +293,6 @@ def adapter_dir(run_dir: Path | str) -> Path:
     return Path(run_dir) / ADAPTER
 
 
-def eval_dir(run_dir: Path | str) -> Path:
-    return Path(run_dir) / EVAL
-
-
 def lock_of(run_dir: Path | str) -> RunLock:
     return RunLock(Path(run_dir) / LOCK)
 
@@ -335,6 +331,8 @@ class Record:
         if exc is None:
             return False
         status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+        if isinstance(exc, KeyboardInterrupt):
+            status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
         if status is None:
             status, reason = "failed", None
             log.error("run failed: %s: %s", type(exc).__name__, exc)
