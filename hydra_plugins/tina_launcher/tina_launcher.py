@@ -16,25 +16,24 @@ so a preemption would use up a requeue, and with none left, fail the job).
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from typing import Any, Sequence
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher as _HydraBasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 from tina import costmodel
 from tina.config import TinaConfig
 from tina.errors import ConfigError
-from tina.schema import composition_error, validate
+from tina.plan import job_config
+from tina.schema import composition_error
 
 GUARD_BAND_MIN = 10  # submitit.core.job_environment: min(0.8 T, T - 10 min) is "guaranteed"
 RESOURCES = ("nodes", "tasks_per_node", "gpus_per_node")  # what every job of one array shares
@@ -65,31 +64,21 @@ class _Checked:
     def check(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> None:
         """Raise ConfigError naming the first job that cannot run, and why."""
         self.check_launcher()
-        hydra_config = HydraConfig.instance()
-        driver_cfg = hydra_config.cfg
         estimates = []
-        try:
-            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-                where = f"job #{idx} ({' '.join(overrides)})"
-                try:
-                    cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                except (HydraException, OmegaConfBaseException) as e:
-                    raise ConfigError(f"{where}: {composition_error(e)}") from None
-                if OmegaConf.get_type(cfg) is not TinaConfig:
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            where = f"job #{idx} ({' '.join(overrides)})"
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(f"{where}: {composition_error(e)}") from None
+            try:
+                tc = job_config(cfg)  # validated as the job will see it; None for other Hydra apps' configs
+                if tc is None:
                     continue  # the presets also serve other Hydra apps: their configs are theirs to check
-                hydra_config.set_config(cfg)  # so ${hydra:...} in the job's config resolves as in the job
-                job_cfg = copy.deepcopy(cfg)
-                with open_dict(job_cfg):
-                    del job_cfg["hydra"]  # the task function gets the config without it, too
-                job_cfg.train.output_dir = "set-when-the-job-starts"  # Hydra makes the run dir in the job
-                try:
-                    tc = validate(job_cfg)
-                    self.check_job(idx, cfg, tc)
-                except ConfigError as e:
-                    raise ConfigError(f"{where}: {e}") from None
-                estimates.append(costmodel.estimate(tc, [], overrides, idx))
-        finally:
-            hydra_config.cfg = driver_cfg
+                self.check_job(idx, cfg, tc)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            estimates.append(costmodel.estimate(tc, [], overrides, idx))
         budget = getattr(self, "budget_usd", None)
         why = costmodel.over_budget(estimates, budget) if budget is not None else None
         if why:
