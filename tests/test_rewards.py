@@ -235,6 +235,27 @@ def test_slow_math_is_cut_off_and_signal_handler_restored(in_process):
     assert signal.getsignal(signal.SIGALRM) is before
 
 
+class _SlowFinalizer:
+    def __del__(self):
+        time.sleep(0.05)  # an alarm landing here raises where Python ignores exceptions
+
+
+def _half_the_time_in_finalizers() -> str:
+    for _ in range(100):  # ~10 s unbounded
+        _SlowFinalizer()
+        time.sleep(0.05)
+    return "ran to the end"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost alarm, on purpose
+def test_an_alarm_lost_in_a_finalizer_fires_again():
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(math_check._Timeout):
+        math_check._within(0.05, _half_the_time_in_finalizers)
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def _accuracy_in_a_thread(texts, gold):
     """accuracy_reward(texts) called off the main thread: (rewards, seconds)."""
     out = {}

@@ -41,15 +41,15 @@ def test_rerun_brings_a_failed_and_a_never_started_job_to_completed(cluster, tmp
         return next((r for r in rows_now(sweep) if r["num"] == num), {})
 
     wait_for(lambda: job(1).get("run_dir") and 4 in rd.saved_steps(job(1)["run_dir"]), "job 1's checkpoint-4")
-    sh("scancel", "--signal=INT", job(1)["slurm_job"])  # KeyboardInterrupt in the job: it fails
+    sh("scancel", "--signal=INT", job(1)["slurm_job"])  # KeyboardInterrupt in the job: interrupted
     wait_for(lambda: job(0).get("status") == "completed", "job 0 to finish")
     wait_for(lambda: job(1).get("slurm_state") not in (None, "RUNNING", "PENDING"), "job 1 to end")
     driver.kill()
     driver.wait()
 
     rows = {r["num"]: r for r in sweep_status(sweep)}
-    assert set(rows) == {0, 1} and rows[1]["status"] == "failed" and needs_rerun(rows[1])
-    assert "KeyboardInterrupt" in rows[1]["error"]
+    assert set(rows) == {0, 1} and rows[1]["status"] == "interrupted" and needs_rerun(rows[1])
+    assert "KeyboardInterrupt" in rows[1]["reason"]
     finished = Path(rows[0]["run_dir"])
     before = tree_hash(finished)
     status = cli("tina.status", str(sweep))

@@ -89,8 +89,17 @@ class _Timeout(BaseException):
     """BaseException so that math-verify's and SymPy's `except Exception` cannot swallow it."""
 
 
+# Python ignores an exception raised where nothing can catch it (a finalizer, a weakref callback,
+# both frequent in SymPy), so a single alarm that lands there is lost and the check runs on unbounded.
+# The timer therefore repeats every _REFIRE_SECONDS until cancelled; `_armed` makes a delivery that
+# is still pending after the cancel a no-op.
+_REFIRE_SECONDS = 0.02
+_armed = False
+
+
 def _on_alarm(signum, frame):
-    raise _Timeout
+    if _armed:
+        raise _Timeout
 
 
 def _within(seconds: float, fn: Callable, *args: Any) -> Any:
@@ -102,16 +111,17 @@ def _within(seconds: float, fn: Callable, *args: Any) -> Any:
     (slower, it pauses a debugger's or coverage's tracer in that thread meanwhile, and it does
     not stop a long C call: \\boxed{9^{9^{9^9}}} ran > 30 s); use `set_workers` there.
     """
+    global _armed
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGALRM, _on_alarm)
+        _armed = True
         try:
-            signal.setitimer(signal.ITIMER_REAL, seconds)
+            signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
             return fn(*args)
         finally:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            finally:  # restored even if the alarm fires just before it is cancelled
-                signal.signal(signal.SIGALRM, previous)
+            _armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     end = time.monotonic() + seconds
 

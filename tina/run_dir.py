@@ -332,7 +332,7 @@ class Record:
             return False
         status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
         if isinstance(exc, KeyboardInterrupt):
-            status, reason = "interrupted", "KeyboardInterrupt (Ctrl-C)"
+            status, reason = "interrupted", "KeyboardInterrupt (SIGINT: Ctrl-C or kill -INT)"
         if status is None:
             status, reason = "failed", None
             log.error("run failed: %s: %s", type(exc).__name__, exc)
