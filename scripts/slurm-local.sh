@@ -301,7 +301,7 @@ start_munge() {
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock "$MUNGE_PID"
-    runuser -u munge -- /usr/sbin/munged </dev/null
+    runuser -u munge -- /usr/sbin/munged </dev/null 9>&-  # no daemon keeps `up`'s lock
     wait_for munged /var/log/munge/munged.log pid_in_file munged "$MUNGE_PID"
     record munged "$MUNGE_PID"
   fi
@@ -318,7 +318,7 @@ start_mariadb() {
         >/var/log/mysql/install-db.log 2>&1 || die "mariadb-install-db failed, see /var/log/mysql/install-db.log"
     fi
     setsid -f /usr/sbin/mariadbd --user=mysql --pid-file="$MARIADB_PID" --socket=/run/mysqld/mysqld.sock \
-      --bind-address=127.0.0.1 >>/var/log/mysql/mariadbd.log 2>&1 </dev/null
+      --bind-address=127.0.0.1 >>/var/log/mysql/mariadbd.log 2>&1 </dev/null 9>&-
     wait_for mariadb /var/log/mysql/mariadbd.log pid_in_file mariadbd "$MARIADB_PID"
     record mariadbd "$MARIADB_PID"
   fi
@@ -339,7 +339,7 @@ ctld_answers() { timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; }
 # Starts daemon $1 (pid file $2) with the command "${@:3}" unless it runs, and records it.
 start_daemon() {
   running "$1" "$2" && return 0
-  "${@:3}" </dev/null
+  "${@:3}" </dev/null 9>&-
   wait_for "$1" "$LOGDIR/$1.log" pid_in_file "$1" "$2"
   record "$1" "$2"
 }
@@ -379,23 +379,34 @@ start_slurm() {
 }
 
 # --------------------------------------------------------------------------- commands
+# Prints the status line and succeeds when there is nothing for `up` to do.
+already_up() {
+  local current=0 line others
+  if same_file "$CONF" <<<"$want_slurm" && same_file "$DBD_CONF" <<<"$want_dbd"; then current=1; fi
+  installed || return 1
+  # Fast path: this script's configs, all daemons alive, a node takes jobs, sacct answers.
+  if [ $current = 1 ] && all_running && line=$(status_line); then echo "$line"; return 0; fi
+  # A working cluster is reused as it is, unless it is wholly this script's and its knobs changed.
+  if { [ $current = 1 ] || ! all_ours; } && takes_jobs; then
+    others=$(foreign "${SLURM_DAEMONS[@]}")
+    say "reusing the SLURM cluster that already takes jobs here${others:+ (not started by slurm-local.sh: $others)};" \
+        "its daemons and $ETC are left as they are"
+    status_line; return 0
+  fi
+  return 1
+}
+
 cmd_up() {
-  local want_slurm want_dbd current=0 others line t_start
+  local want_slurm want_dbd others t_start
   t_start=$(date +%s)
   want_slurm=$(slurm_conf); want_dbd=$(slurmdbd_conf)
-  if same_file "$CONF" <<<"$want_slurm" && same_file "$DBD_CONF" <<<"$want_dbd"; then current=1; fi
-  if installed; then
-    # Fast path: this script's configs, all daemons alive, a node takes jobs, sacct answers.
-    if [ $current = 1 ] && all_running && line=$(status_line); then echo "$line"; return 0; fi
-    # A working cluster is reused as it is, unless it is wholly this script's and its knobs changed.
-    if { [ $current = 1 ] || ! all_ours; } && takes_jobs; then
-      others=$(foreign "${SLURM_DAEMONS[@]}")
-      say "reusing the SLURM cluster that already takes jobs here${others:+ (not started by slurm-local.sh: $others)};" \
-          "its daemons and $ETC are left as they are"
-      status_line; return 0
-    fi
-  fi
+  already_up && return 0
   [ "$(id -u)" = 0 ] || die "the cluster is not (fully) up and starting it needs root"
+  # Two `up`s at once (the tests start one in the background): the second waits, then finds it up.
+  install -d -m 0755 "$(dirname "$STATE")"
+  exec 9>"$STATE.lock"
+  flock 9
+  already_up && return 0
 
   installed || install_packages
   DEADLINE=$(( $(date +%s) + WAIT_S ))

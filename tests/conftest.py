@@ -1,9 +1,10 @@
-"""Shared fixtures: the one-node SLURM cluster (scripts/slurm-local.sh)."""
+"""Shared fixtures: the one-node SLURM cluster (scripts/slurm-local.sh) and lighteval's venv."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,23 @@ from tests.helpers import sh
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"
+LIGHTEVAL_ENV = ROOT / "scripts" / "lighteval-env.sh"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a fresh machine, provisioning (apt for SLURM, pip for lighteval: minutes, mostly waiting on the
+    network) starts in the background as soon as a selected test needs it, and overlaps the CPU-bound
+    tests before it. Both scripts hold a lock while they provision, so the fixtures below, which call
+    them again, wait for that run and find the service ready (or report its error themselves)."""
+    needed = {name for item in items for name in getattr(item, "fixturenames", ())}
+    background = []
+    if "cluster" in needed and os.geteuid() == 0:
+        background.append(["bash", str(SCRIPT), "up"])
+    if "lighteval_python" in needed and not os.environ.get("TINA_LIGHTEVAL_PYTHON"):
+        background.append(["bash", str(LIGHTEVAL_ENV)])
+    for cmd in background:
+        subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 @pytest.fixture(scope="session")
@@ -40,4 +58,4 @@ def lighteval_python() -> str:
     from tests.helpers import provisioned
 
     return os.environ.get("TINA_LIGHTEVAL_PYTHON") or provisioned(
-        ["bash", str(ROOT / "scripts" / "lighteval-env.sh")], "lighteval's environment")
+        ["bash", str(LIGHTEVAL_ENV)], "lighteval's environment")

@@ -4,6 +4,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 
@@ -247,12 +248,11 @@ def _half_the_time_in_finalizers() -> str:
     return "ran to the end"
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost alarm, on purpose
 def test_an_alarm_lost_in_a_finalizer_fires_again():
-    before = signal.getsignal(signal.SIGALRM)
+    before, hook = signal.getsignal(signal.SIGALRM), sys.unraisablehook
     with pytest.raises(math_check._Timeout):
         math_check._within(0.05, _half_the_time_in_finalizers)
-    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getsignal(signal.SIGALRM) is before and sys.unraisablehook is hook
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 

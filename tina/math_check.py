@@ -25,6 +25,7 @@ cannot be counted), and raise ValueError off the main thread. They are turned of
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -92,7 +93,8 @@ class _Timeout(BaseException):
 # Python ignores an exception raised where nothing can catch it (a finalizer, a weakref callback,
 # both frequent in SymPy), so a single alarm that lands there is lost and the check runs on unbounded.
 # The timer therefore repeats every _REFIRE_SECONDS until cancelled; `_armed` makes a delivery that
-# is still pending after the cancel a no-op.
+# is still pending after the cancel a no-op, and `_drop_lost_timeout` keeps the lost ones out of
+# sys.unraisablehook (a traceback on stderr each, or a Python hook that the next alarm interrupts).
 _REFIRE_SECONDS = 0.02
 _armed = False
 
@@ -100,6 +102,11 @@ _armed = False
 def _on_alarm(signum, frame):
     if _armed:
         raise _Timeout
+
+
+def _drop_lost_timeout(hook: Callable, unraisable: Any) -> None:
+    if unraisable.exc_type is not _Timeout:
+        hook(unraisable)
 
 
 def _within(seconds: float, fn: Callable, *args: Any) -> Any:
@@ -113,7 +120,8 @@ def _within(seconds: float, fn: Callable, *args: Any) -> Any:
     """
     global _armed
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        previous, hook = signal.signal(signal.SIGALRM, _on_alarm), sys.unraisablehook
+        sys.unraisablehook = functools.partial(_drop_lost_timeout, hook)
         _armed = True
         try:
             signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
@@ -122,6 +130,7 @@ def _within(seconds: float, fn: Callable, *args: Any) -> Any:
             _armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            sys.unraisablehook = hook
 
     end = time.monotonic() + seconds
 

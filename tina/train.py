@@ -226,8 +226,10 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from tina import data
+    from tina import accelerate_env, data
     from tina.callbacks import MarkComplete, MetricsFile, PhaseEarlyStop, QuietProgress, StopAt
+
+    accelerate_env.install()  # before GRPOTrainer: its accelerator construction would race our threads' getenv
 
     if _finished(tc, rec.previous):
         log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
