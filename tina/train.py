@@ -172,6 +172,8 @@ def train(cfg: DictConfig) -> dict:
     _export_slurm_ranks()
     check_world_size(tc)
     run_dir = Path(tc.train.output_dir)
+    if tc.wandb.mode.value != "disabled":
+        _wandb_env(tc, run_dir)  # before the run lock's heartbeat thread: setenv races getenv in threads
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     main_process = int(os.environ.get("RANK", "0")) == 0
     with SignalGuard() as guard:
@@ -238,8 +240,6 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     env = rd.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
     rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
-    if tc.wandb.mode.value != "disabled":
-        _wandb_env(tc, run_dir)
     _quiet()
     if tc.compute.num_threads:
         torch.set_num_threads(tc.compute.num_threads)
