@@ -20,7 +20,8 @@ def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto` (pyproject's addopts): one worker per CPU, at most 4. Many tests are training
     subprocesses on one thread or waits on SLURM, so 2 workers on 2 cores took the suite from 1612 s
     to ~1000 s; more than 4 would add memory (the real-shape test alone peaks at 10.5 GiB), not speed."""
-    return max(1, min(len(os.sched_getaffinity(0)), 4))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS has no affinity
+    return max(1, min(cpus, 4))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
