@@ -34,10 +34,11 @@ def pytest_collection_modifyitems(config, items):
     network) starts in the background as soon as a selected test needs it, and overlaps the CPU-bound
     tests before it. Both scripts hold a lock while they provision, so the fixtures below, which call
     them again, wait for that run and find the service ready (or report its error themselves)."""
+    needed: set[str] = set()
     for item in items:
         names = getattr(item, "fixturenames", ())
         item.add_marker(pytest.mark.xdist_group("slurm" if "cluster" in names else item.nodeid.split("::")[0]))
-    needed = {name for item in items for name in getattr(item, "fixturenames", ())}
+        needed.update(names)
     background = []
     if "cluster" in needed and os.geteuid() == 0:
         background.append(["bash", str(SCRIPT), "up"])
