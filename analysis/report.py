@@ -97,7 +97,9 @@ def run_tables(g: pd.DataFrame, axes) -> tuple[pd.DataFrame, pd.DataFrame]:
     for _, r in g.iterrows():
         key = {"run": _short_name(r["name"], bool(axes)), **{a: num(r[a]) for a in axes}}
         b, f = r.get("heldout_base_accuracy"), r.get("heldout_final_accuracy")
+        tries = r.get("attempts")
         train.append({**key, "status": r["status"], "steps": f"{num(r['steps'])}/{num(r['max_steps'])}",
+                      "attempts": str(int(tries)) if not isnan(tries) and tries > 1 else DASH,  # requeues, reruns
                       "transition": num(r.get("transition_step")), "best ckpt": num(r.get("best_checkpoint")),
                       "format peak": num(r.get("format_peak")),
                       "acc. reward (final)": num(r.get("accuracy_final")),

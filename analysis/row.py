@@ -219,6 +219,7 @@ def _read_run(run: Path) -> dict:
         tokens=tokens, flops=flops, flops_basis=basis,
         num_params=summary.get("num_params"), trainable_params=summary.get("trainable_params"),
         wall_seconds=summary.get("wall_seconds"), _step_time_sum=float(st),
+        attempts=len(summary["attempts"]) if isinstance(summary.get("attempts"), list) else None,
         _summary={k: summary.get(k) for k in ("device", "wall_seconds")},
     )
     error = summary.get("error")

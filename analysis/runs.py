@@ -116,7 +116,7 @@ _LEAD = ["run", "name", "sweep", "status", "summary_status"]
 _TAIL = ["steps", "max_steps", "stop_at_step", "logged_steps", "epochs"]
 # column families after those, in this order (a stable layout reads faster than dict order)
 _ORDER = [*METRICS, "transition_", "saved_steps", "best_checkpoint", "heldout_", "eval_", "eval/",
-          "wall_seconds", "gpu_", "num_gpus", "usd", "tokens", "flops", "num_params",
+          "wall_seconds", "attempts", "gpu_", "num_gpus", "usd", "tokens", "flops", "num_params",
           "trainable_params", "error", "notes"]
 
 
@@ -138,7 +138,8 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     <m>_peak_step, <m>_final (last logged value), length_min; transition_step,
     transition_format_step, transition_length_step, transition_reason (analysis.phase.detect),
     saved_steps, best_checkpoint (phase.best_checkpoint); heldout_{base,final}_{format,accuracy};
-    eval_* and eval/<benchmark>; wall_seconds, gpu_type, num_gpus, gpu_hours, usd, tokens, flops,
+    eval_* and eval/<benchmark>; wall_seconds, attempts (processes that ran it: requeues, reruns),
+    gpu_type, num_gpus, gpu_hours, usd, tokens, flops,
     flops_basis, num_params, trainable_params; error; notes (what was odd, "; "-joined).
 
     ``prices``: a {gpu_type: USD/GPU-hour} mapping or a YAML file like tina/prices.yaml.

@@ -140,7 +140,19 @@ DAMAGE = {
     "optimizer": lambda c: _truncate(c / "optimizer.pt"),
     "trainer_state": lambda c: (c / "trainer_state.json").write_text(""),
     "unfinished save": lambda c: (c / rd.COMPLETE).unlink(),
+    "refused pickle": lambda c: _unsafe_pickle(c / "rng_state.pth"),
 }
+
+
+def _unsafe_pickle(path: Path) -> None:
+    """A pickle torch's safe loading refuses (it names a class outside the allowlist), in a checkpoint
+    whose marker agrees with it: damage that file sizes cannot show."""
+    import pathlib
+
+    import torch
+
+    torch.save({"python": pathlib.PurePosixPath("not/allowed")}, path)
+    rd.mark_complete(path.parent)
 
 
 def _truncate(path: Path) -> None:
@@ -198,6 +210,28 @@ def test_sigterm_before_the_first_step_is_recorded_as_interrupted(tmp_path):
     assert not (run / rd.LOCK).exists()
 
 
+def test_sigterm_during_the_last_step_leaves_a_completed_run(tmp_path):
+    """SIGTERM sent the moment step 7 of 8 is logged, so while step 8 (and its checkpoint) runs."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(run, "train.max_steps=8", "algorithm.max_completion_length=48"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    end = time.time() + 300
+    while rd.last_logged_step(run) < 7 and proc.poll() is None and time.time() < end:
+        time.sleep(0.01)
+    assert proc.poll() is None and rd.last_logged_step(run) == 7, "not inside the last step"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGTERM arrived during the last step (8)" in (run / rd.TRAIN_LOG).read_text()
+    s = summary(run)
+    assert s["status"] == "completed" and s["steps"] == 8 and s["reason"] is None, s
+    assert s["heldout_final"]["n"] > 0 and (run / rd.ADAPTER / "adapter_model.safetensors").exists()
+    assert _steps(run) == list(range(1, 9)) and rd.saved_steps(run) == [4, 8]
+    status = subprocess.run([sys.executable, "-m", "tina.status", str(run)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert status.returncode == 0 and "rerun" not in status.stdout, status.stdout
+
+
 def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
     """save_steps=1 puts a checkpoint save in almost every moment, so some kills land inside one."""
     run = tmp_path / "run"
@@ -217,6 +251,43 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
     train(run, *args)
     assert _steps(run) == list(range(1, 11))
     assert summary(run)["status"] == "completed" and rd.saved_steps(run) == list(range(1, 11))
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 16 MiB tmpfs of our own, so that filling it up harms nothing else (needs root)."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(fs)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield fs
+    subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+
+
+def _fill(fs: Path) -> None:
+    with open(fs / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(bytes(1 << 16))
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_disk_ends_the_run_failed_with_the_reason_not_running(small_fs):
+    run = small_fs / "run"
+    proc = subprocess.Popen(train_cmd(run, "train.max_steps=12"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: rd.last_logged_step(run) >= 2 or proc.poll() is not None, what="step 2")
+    _fill(small_fs)  # the next checkpoint (step 4) or metrics line finds no room
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    s = summary(run)
+    assert s["status"] == "failed" and "No space left on device" in s["error"], s
+    assert s["attempts"][-1]["end"] == "failed"
+    assert "No space left on device" in out and "room kept for it" in out
+    assert rd.run_state(run)["status"] == "failed" and not (run / rd.LOCK).exists()
 
 
 # --------------------------------------------------------------------------- reading damaged runs

@@ -17,6 +17,7 @@ requeued or started twice. So every rule that keeps the record true lives here, 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import time
 import traceback
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,7 +35,7 @@ from typing import Any, Iterator
 import yaml
 
 from tina.errors import RunDirError
-from tina.run_lock import STALE_AFTER_S, RunLock, start_time  # noqa: F401  (the run's lock: rd.RunLock)
+from tina.run_lock import STALE_AFTER_S, RunLock, slurm_job, start_time  # noqa: F401  (the run's lock: rd.RunLock)
 
 log = logging.getLogger("tina.run_dir")
 
@@ -49,6 +51,9 @@ HYDRA_CONFIG, HYDRA_YAML, HYDRA_OVERRIDES = "config.yaml", "hydra.yaml", "overri
 TRAIN_LOG = "train.log"
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE = "tina-complete.json"  # written last into a checkpoint: its files and their sizes
+# Room kept for the final summary (a few KiB; a traceback more), freed when the disk is full.
+RESERVE, RESERVE_BYTES = ".summary-reserve", 1 << 20
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 SET_ASIDE = "set-aside"  # checkpoints/set-aside/: damaged checkpoints, kept for a post-mortem
 
 # Keys that may change between a run and its resumption: where to stop, how to log, what to evaluate.
@@ -104,7 +109,7 @@ def read_summary(run_dir: Path | str) -> dict:
 def write_summary(run_dir: Path | str, **fields: Any) -> dict:
     """Merge fields into summary.json atomically."""
     run_dir = Path(run_dir)
-    summary = {**read_summary(run_dir), **fields, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    summary = {**read_summary(run_dir), **fields, "updated_at": time.strftime(TIME_FORMAT)}
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str))
     return summary
 
@@ -262,6 +267,31 @@ def damage(ckpt: Path) -> str | None:
     return None
 
 
+def refused_pickle(ckpt: Path) -> str | None:
+    """Why the trainer's resume would refuse one of the checkpoint's pickles, or None.
+
+    HF Trainer loads them with torch's safe loading (weights_only: no Python object outside an
+    allowlist), the RNG state with numpy's types allowed too. torch lists what a pickle names without
+    loading its tensors, so this costs little; only resuming needs it (the adapter is safetensors).
+    """
+    from contextlib import nullcontext
+
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    for path in sorted(ckpt.glob("*.pt*")):
+        if path.suffix not in (".pt", ".pth"):
+            continue
+        try:
+            with safe_globals() if path.name.startswith("rng_state") else nullcontext():
+                unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception as e:  # not a torch.save zip: torch.load would fail on it too
+            return f"{path}: unreadable by torch.load ({type(e).__name__}: {e})"
+        if unsafe:
+            return f"{path}: torch's safe loading (weights_only) refuses it: it names {', '.join(sorted(unsafe))}"
+    return None
+
+
 def checkpoints(run_dir: Path | str) -> list[Path]:
     """The intact checkpoints, in step order."""
     return [p for p in _checkpoint_dirs(Path(run_dir)) if damage(p) is None]
@@ -277,7 +307,7 @@ def resume_point(run_dir: Path) -> Path | None:
     checkpoints/set-aside/, not deleted) with a warning naming the file, so the trainer never
     loads them and a person can still look at them."""
     for ckpt in reversed(_checkpoint_dirs(run_dir)):
-        why = damage(ckpt)
+        why = damage(ckpt) or refused_pickle(ckpt)
         if why is None:
             return ckpt
         aside = run_dir / CHECKPOINTS / SET_ASIDE / f"{ckpt.name}.{time.strftime('%Y%m%d-%H%M%S')}"
@@ -299,12 +329,29 @@ def lock_of(run_dir: Path | str) -> RunLock:
 
 # --------------------------------------------------------------------------- the record
 
+def _now() -> str:
+    return time.strftime(TIME_FORMAT)
+
+
+def _epoch(stamp: Any) -> float | None:
+    try:
+        return datetime.strptime(stamp, TIME_FORMAT).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 class Record:
     """summary.json over a run's life; in a multi-process job only rank 0 writes.
 
     Used as `with Record(...) as rec:` around everything a run does: its start writes
     status=running with the host and pid (so a reader can tell a live run from a dead one); an
     exception leaves failed (with the error), an `Interrupted` leaves its own status and reason.
+
+    Each process that runs the job is an attempt, listed in `attempts` (a requeued or preempted
+    job has several): when it started and ended, how (the status it left; `died` if it ended
+    without a word, judged by the next attempt; `requeued` if SLURM started the same job again
+    after a signal), the checkpoint step it resumed from and its wall time. `wall_seconds` is the
+    sum over attempts, so a run's cost counts the time lost to kills and requeues.
     """
 
     def __init__(self, run_dir: Path, enabled: bool = True, lock: RunLock | None = None):
@@ -312,19 +359,73 @@ class Record:
         self.previous = read_summary(run_dir)
         self.started = time.time()
         self.wall_before = float(self.previous.get("wall_seconds") or 0.0)
+        old = self.previous.get("attempts")
+        self.attempts = [a for a in old if isinstance(a, dict)] if isinstance(old, list) else []
+        self.attempt: dict = {}
 
     def wall(self) -> float:
         return self.wall_before + time.time() - self.started
 
     def write(self, **fields: Any) -> dict:
+        final = fields.get("status") not in (None, "running")
+        if final and self.attempt.get("end") is None:
+            self.attempt.update(ended=_now(), end=fields["status"], reason=fields.get("reason"),
+                                wall_seconds=round(time.time() - self.started, 3))
+            fields["attempts"] = self.attempts
         if not self.enabled or (self.lock is not None and self.lock.lost):
             return {**read_summary(self.run_dir), **fields}
-        return write_summary(self.run_dir, **fields)
+        try:
+            return write_summary(self.run_dir, **fields)
+        except OSError as e:
+            reserve = self.run_dir / RESERVE
+            if not final or e.errno not in (errno.ENOSPC, errno.EDQUOT) or not reserve.exists():
+                raise
+            log.error("%s: %s: writing the run's end into the room kept for it", self.run_dir, e.strerror)
+            reserve.unlink()
+            return write_summary(self.run_dir, **fields)
+
+    def _keep_room(self) -> None:
+        """Take the room the final summary needs now, while there is some: on a full disk the run then
+        still ends with its status and the error, not `running` with no reason."""
+        try:
+            with open(self.run_dir / RESERVE, "wb") as f:
+                f.write(bytes(RESERVE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            (self.run_dir / RESERVE).unlink(missing_ok=True)
+            raise RunDirError(f"train.output_dir: no room for the run's record in {self.run_dir} ({e.strerror})") from None
+
+    def resumed_from(self, step: int | None) -> None:
+        self.attempt["resumed_from"] = step
+        self.write(attempts=self.attempts)
+
+    def _close_previous(self) -> None:
+        """Say how the last attempt ended, where it could not: killed without a word, or requeued."""
+        last = self.attempts[-1] if self.attempts else None
+        if last is None:
+            return
+        if last.get("end") is None:  # kill -9, a node failure, SLURM's SIGKILL: judged by its last write
+            files = [self.run_dir / SUMMARY, self.run_dir / METRICS]
+            ended = max((p.stat().st_mtime for p in files if p.exists()), default=self.started)
+            wall = max(0.0, ended - (_epoch(last.get("started")) or ended))
+            last.update(ended=time.strftime(TIME_FORMAT, time.localtime(ended)), end="died",
+                        reason="ended without a word (killed?); its end is its last write", wall_seconds=round(wall, 3))
+            self.wall_before += wall
+        elif last.get("end") == "interrupted" and last.get("slurm_job") and last["slurm_job"] == slurm_job():
+            last["end"] = "requeued"  # `scontrol requeue` ends a job with SIGTERM, then starts it again
 
     def __enter__(self) -> "Record":
         extra = {"lock_takeover": self.lock.took_over} if self.lock and self.lock.took_over else {}
+        if self.enabled:
+            self._keep_room()
+        self._close_previous()
+        self.attempt = {"started": _now(), "host": socket.gethostname(), "pid": os.getpid(),
+                        "slurm_job": slurm_job(), "resumed_from": None, "ended": None, "end": None}
+        self.attempts.append(self.attempt)
         self.write(status="running", error=None, reason=None, traceback=None, host=socket.gethostname(),
-                   pid=os.getpid(), wall_seconds=self.wall_before, steps=self.previous.get("steps", 0), **extra)
+                   pid=os.getpid(), wall_seconds=self.wall_before, steps=self.previous.get("steps", 0),
+                   attempts=self.attempts, **extra)
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
@@ -364,6 +465,8 @@ def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_pr
         with Record(run_dir, enabled=main_process, lock=lock) as record:
             yield record
     finally:
+        if main_process:
+            (run_dir / RESERVE).unlink(missing_ok=True)
         if lock is not None:
             lock.release()
 
@@ -371,7 +474,7 @@ def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_pr
 # --------------------------------------------------------------------------- reading a run's state
 
 def run_state(run_dir: Path | str) -> dict:
-    """What a run's files say about it, never raising: status, reason, steps, stop_step, error.
+    """What a run's files say about it, never raising: status, reason, steps, stop_step, error, attempts.
 
     status: the summary's (running, completed, stopped_early, failed, interrupted, preempted), or
     `died` (running, but its process is gone), `not started` (Hydra made the directory, nothing
@@ -379,14 +482,15 @@ def run_state(run_dir: Path | str) -> dict:
     """
     run_dir = Path(run_dir)
     steps = last_logged_step(run_dir)
-    row = {"status": None, "reason": None, "steps": steps, "stop_step": None, "error": None}
+    row = {"status": None, "reason": None, "steps": steps, "stop_step": None, "error": None, "attempts": None}
     try:
         summary = read_summary(run_dir)
     except RunDirError as e:
         return {**row, "status": "unreadable", "reason": str(e)}
     row.update(steps=max(summary.get("steps") or 0, steps),
                stop_step=summary.get("stop_at_step") or summary.get("max_steps"),
-               error=summary.get("error"), reason=summary.get("reason"))
+               error=summary.get("error"), reason=summary.get("reason"),
+               attempts=len(summary["attempts"]) if isinstance(summary.get("attempts"), list) else None)
     status = summary.get("status")
     if status is None:
         status = "no summary" if steps else "not started"

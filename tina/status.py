@@ -73,7 +73,8 @@ def sweep_status(sweep: Path) -> list[dict]:
     for num in sorted(set(runs) | set(slurm)):
         run = runs.get(num)
         job = slurm.get(num, {})
-        state = rd.run_state(run) if run else {"status": None, "reason": None, "steps": None, "stop_step": None, "error": None}
+        state = rd.run_state(run) if run else {"status": None, "reason": None, "steps": None, "stop_step": None,
+                                               "error": None, "attempts": None}
         if state["status"] is None or state["status"] == "not started":
             if job.get("state") == "PENDING":
                 state["status"] = "pending"
@@ -115,6 +116,8 @@ def print_rows(rows: list[dict]) -> None:
     """status, steps, final reward... one line per job, the run directory as a path to paste back."""
     for r in rows:
         steps = f"{r['steps']}/{r['stop_step'] or '?'}" if r["steps"] is not None else "-"
+        if (r.get("attempts") or 0) > 1:  # requeued, preempted or rerun: each attempt is in its summary.json
+            steps += f" ({r['attempts']} attempts)"
         slurm = f"  [{r['slurm_job']} {r['slurm_state']}]" if r["slurm_job"] else ""
         where = r["run_dir"] or f"job {r['num']} (no directory)"
         why = r["error"] or r["reason"]

@@ -23,7 +23,7 @@ from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
 from tina.schema import composition_error
-from tina.status import SweepSummary, print_sweep_summary
+from tina.status import FINISHED, SweepSummary, print_sweep_summary
 from tina.signals import Interrupted, SignalGuard, status_for
 
 log = logging.getLogger("tina.train")
@@ -182,8 +182,8 @@ def train(cfg: DictConfig) -> dict:
                 result = _run(tc, run_dir, rec, guard)
         except Interrupted:
             guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
-        if guard.signalled is not None:
-            guard.chain()
+        if guard.signalled is not None and result.get("status") not in FINISHED:
+            guard.chain()  # a run that did its last step is complete: nothing to requeue, nothing lost
     return result
 
 
@@ -252,6 +252,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     resume_from = rd.resume_point(run_dir) if rec.enabled else None
     resume_step = rd.checkpoint_step(resume_from) if resume_from else 0
     if rec.enabled:
+        rec.resumed_from(resume_step if resume_from is not None else None)
         if resume_from is not None:
             log.info("resuming from %s", resume_from)
             rd.truncate_metrics(run_dir, after_step=resume_step)
@@ -268,7 +269,9 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         log.info("%s reached step %d already (checkpoint %s): recording it completed", run_dir, resume_step, resume_from)
         trained = PeftModel.from_pretrained(model, str(resume_from))
         trained.save_pretrained(str(rd.adapter_dir(run_dir)))
-        return _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+        result = _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+        _evaluate_after(tc, run_dir, rec, guard)
+        return result
 
     metrics_cb = MetricsFile(run_dir)
     phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
@@ -288,22 +291,29 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     trainable, total = trainer.model.get_nb_trainable_parameters()
     rec.write(num_params=total, trainable_params=trainable)
     guard.where = f"after step {resume_step}"
-    with guard.deferred():
+    with guard.deferred():  # to the end of the record: a run that did its last step is recorded complete
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-
-    steps = trainer.state.global_step
-    guard.where = f"after its last step ({steps}), before the run was recorded complete"
-    status = "completed" if guard.signalled is None else status_for(guard.signalled)
-    fields = dict(steps=steps, **metrics_cb.totals)
-    if guard.signalled is not None:
-        fields["reason"] = f"{signal.Signals(guard.signalled).name} at step {steps}; checkpoint saved"
-    if phase_cb is not None and status == "completed":
-        fields.update(phase_step=phase_cb.transition,
-                      best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
-        status = "stopped_early" if phase_cb.transition is not None else status
-    if status in ("completed", "stopped_early"):
-        trainer.save_model(str(rd.adapter_dir(run_dir)))
-    return _record_end(tc, run_dir, rec, trainer.model, tokenizer, eval_ds, status, fields)
+        steps = trainer.state.global_step
+        last = steps >= (tc.stop_step or trainer.state.max_steps) or bool(phase_cb and phase_cb.transition is not None)
+        status = "completed" if guard.signalled is None or last else status_for(guard.signalled)
+        fields = dict(steps=steps, **metrics_cb.totals)
+        if guard.signalled is not None:
+            name = signal.Signals(guard.signalled).name
+            if last:
+                log.warning("%s arrived during the last step (%d): the run is complete, recording it so", name, steps)
+            else:
+                fields["reason"] = f"{name} at step {steps}; checkpoint saved"
+        if phase_cb is not None and status == "completed":
+            fields.update(phase_step=phase_cb.transition,
+                          best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
+            status = "stopped_early" if phase_cb.transition is not None else status
+        if status in FINISHED:
+            trainer.save_model(str(rd.adapter_dir(run_dir)))
+        result = _record_end(tc, run_dir, rec, trainer.model, tokenizer, eval_ds, status, fields)
+    guard.where = f"after its last step ({steps}), while evaluating"
+    if status in FINISHED:
+        _evaluate_after(tc, run_dir, rec, guard)
+    return result
 
 
 def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
@@ -312,20 +322,23 @@ def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields
         log.info("held-out after training: %s", _scores(fields["heldout_final"]))
     result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
     log.info("%s after %d steps in %.0f s: %s", status, fields["steps"], result["wall_seconds"], run_dir)
-    if tc.eval.after_training and status in ("completed", "stopped_early") and rec.enabled:
-        _evaluate_after(tc, run_dir, rec)
     return result
 
 
-def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record") -> None:
-    """eval.after_training: evaluate the finished run in the same job. A failure is logged and recorded,
-    not raised: the training result stands, and `python -m tina.evaluate run_dir=...` redoes it."""
+def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> None:
+    """eval.after_training: evaluate the finished run in the same job. A failure or a signal is logged
+    and recorded, not raised: the training result stands, and `python -m tina.evaluate` redoes it."""
     import gc
 
     import torch
 
     from tina.evaluate import evaluate_run
 
+    if not (tc.eval.after_training and rec.enabled):
+        return
+    if guard.signalled is not None:
+        rec.write(eval_error=f"not run: {signal.Signals(guard.signalled).name} arrived before it")
+        return
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the GPU backend starts vLLM in a subprocess: leave it the memory
@@ -334,6 +347,9 @@ def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record") -> None:
     except Exception as e:
         log.exception("evaluation after training failed")
         rec.write(eval_error=f"{type(e).__name__}: {e}")
+    except Interrupted as e:
+        log.warning("evaluation after training stopped: %s", e.reason)
+        rec.write(eval_error=f"stopped: {e.reason}")
 
 
 def check_world_size(tc: TinaConfig) -> None:
