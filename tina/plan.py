@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tina import costmodel
 from tina.config import PACKAGE_DIR, ConfigError, TinaConfig, check_override_keys, validate
+from tina.overrides import override
 
 CONF_DIR = PACKAGE_DIR.parent / "conf"
 
@@ -68,9 +69,13 @@ def recorded_overrides(sweep: Path) -> list[str]:
     path = sweep / "multirun.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a sweep directory of python -m tina.train -m")
-    hydra = OmegaConf.load(path).hydra
-    keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-    return [*keep, f"hydra.sweep.dir={sweep.resolve()}", *hydra.overrides.task]
+    try:
+        hydra = OmegaConf.load(path).hydra
+        keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+        task = list(hydra.overrides.task)
+    except Exception as e:  # YAML errors (a !!python tag, bad syntax), a file with no hydra.overrides
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+    return [*keep, override("hydra.sweep.dir", str(sweep.resolve())), *task]
 
 
 def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], DictConfig]]:

@@ -121,6 +121,17 @@ def read_config(run_dir: Path | str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def read_overrides(run_dir: Path | str) -> list[str]:
+    """The run's command-line overrides as Hydra recorded them (.hydra/overrides.yaml; [] if none)."""
+    try:
+        value = yaml.safe_load((Path(run_dir) / HYDRA / HYDRA_OVERRIDES).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RunDirError(f"{Path(run_dir) / HYDRA / HYDRA_OVERRIDES}: unreadable ({type(e).__name__})") from None
+    return [str(o) for o in value] if isinstance(value, list) else []
+
+
 def is_run(path: Path) -> bool:
     """A tina run directory: it has a config, a summary, or Hydra's record of a started job."""
     return any((path / name).exists() for name in (CONFIG, SUMMARY, HYDRA))
