@@ -112,7 +112,7 @@ def render(p: dict) -> str:
     sources = sorted({r["evidence"] for r in rows if r["evidence"]})
     lines += [f"seconds per step from: {s}" for s in sources]
     notes = sorted({f"{n}" for r in rows for n in r["notes"]})
-    lines += [f"note: {n}" for n in notes]
+    lines += [f"note: {n}" for n in notes + p.get("skipped_evidence", [])]
     return "\n".join(lines)
 
 
@@ -127,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         check_override_keys(args.overrides)
-        evidence = costmodel.evidence_from_runs(args.runs)
+        skipped: list[str] = []  # runs --from could not take a timing from, and why
+        evidence = costmodel.evidence_from_runs(args.runs, skipped)
         jobs = []
         for overrides, cfg in sweep_jobs(args.overrides, args.multirun):
             try:
                 jobs.append((overrides, job_config(cfg)))
             except ConfigError as e:
                 raise ConfigError(f"job #{len(jobs)} ({' '.join(overrides)}): {e}") from None
-        p = plan(jobs, evidence)
+        p = {**plan(jobs, evidence), "skipped_evidence": skipped}
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"tina.plan: {e}", file=sys.stderr)
         return 2
