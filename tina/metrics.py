@@ -49,9 +49,9 @@ def _loads(text: str, constants: list[str]):
     return json.loads(text, parse_constant=lambda c: constants.append(c) or float(c.replace("inity", "")))
 
 
-def _parse(lines: list[tuple[int, str]], path: Path, constants: list[str]) -> list[tuple[int, object]]:
+def _parse(lines: list[tuple[int, str]], path: Path, constants: list[str], notes: list[str]) -> list[tuple[int, object]]:
     """Decode the non-blank (line number, text) pairs into (line number, value): a corrupt line
-    warns, except the last, which may be half-written while a run writes and is dropped silently.
+    is noted, except the last, which may be half-written while a run writes and is dropped silently.
 
     One ``json.loads`` of the lines joined as an array is ~2x faster than a call per line, which
     matters when a report reads a thousand runs; the per-line path runs only when that fails."""
@@ -70,7 +70,7 @@ def _parse(lines: list[tuple[int, str]], path: Path, constants: list[str]) -> li
             out.append((number, _loads(line, constants)))
         except (json.JSONDecodeError, RecursionError):
             if k != len(lines) - 1:
-                warnings.warn(f"{path}:{number}: skipping corrupt metrics line", UserWarning, stacklevel=3)
+                notes.append(f"{path}:{number}: skipping corrupt metrics line")
     return out
 
 
@@ -122,7 +122,7 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     text = p.read_text(encoding="utf-8", errors="replace")
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     rows, notes, skipped, constants = [], [], [], []
-    parsed = _parse(lines, p, constants)
+    parsed = _parse(lines, p, constants, notes)
     if "NaN" in constants:  # Infinity is noted by the column it is in (below)
         notes.append(f"{p}: {constants.count('NaN')} NaN value(s), read as missing")
     for number, obj in parsed:
