@@ -47,28 +47,33 @@ Block = Heading | Para | Table | Image
 
 
 # ----------------------------------------------------------------------------- markdown
+def _md(text) -> str:
+    """Text from runs (an error, a config value) as markdown shows it, never as HTML a viewer runs."""
+    return html.escape(str(text), quote=False)
+
+
 def _md_cell(v) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return _md(v).replace("|", "\\|").replace("\n", " ")
 
 
 def render_md(blocks: list[Block], files_dir: str) -> str:
     out = []
     for b in blocks:
         if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
+            out.append("#" * b.level + " " + _md(b.text))
         elif isinstance(b, Para):
-            out.append(b.text)
+            out.append(_md(b.text))
         elif isinstance(b, Table):
             if b.caption:
-                out += [f"*{b.caption}*", ""]
+                out += [f"*{_md(b.caption)}*", ""]
             out.append("| " + " | ".join(_md_cell(c) for c in b.df.columns) + " |")
             out.append("|" + "---|" * len(b.df.columns))
             out += ["| " + " | ".join(_md_cell(v) for v in r) + " |"
                     for r in b.df.itertuples(index=False)]
         elif isinstance(b, Image):
-            out.append(f"![{b.alt}]({files_dir}/{b.name})")
+            out.append(f"![{_md(b.alt)}]({files_dir}/{b.name})")
             if b.caption:
-                out += ["", f"*{b.caption}*"]
+                out += ["", f"*{_md(b.caption)}*"]
         out.append("")
     return "\n".join(out)
 

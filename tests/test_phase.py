@@ -191,9 +191,15 @@ def test_read_metrics_edge_cases(tmp_path):
         '["not", "a", "dict"]\n'
         '{"step": 3, "loss": 0.3, "rew'             # truncated last line (run still writing)
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a truncated LAST line is expected: no warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         df = read_metrics(p)
+    said = [str(w.message) for w in caught]
+    assert said == df.attrs["notes"]
+    # a truncated LAST line is expected (line 7): no note; the rest of the oddities each have one
+    assert len(said) == 3 and not any("7" in n.split(":", 1)[1] for n in said)
+    assert "line 5 (step None), 6 (list)" in said[0] and "out of order" in said[1]
+    assert "more than once ([2])" in said[2]
     assert df["step"].tolist() == [1, 2]
     assert df["step"].dtype == "int64"
     assert df.loc[df.step == 2, "loss"].item() == 0.4

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from tina import run_dir as rd
+from tina.errors import ConfigError
 
 PRICES_PATH = Path(__file__).resolve().parent / "prices.yaml"
 CPU = "cpu"
@@ -128,27 +129,40 @@ def paper_evidence() -> Evidence:
     )
 
 
-def evidence_from_runs(paths: Iterable[Path | str]) -> list[Evidence]:
-    """One Evidence per finished run found in ``paths`` (run directories or sweep directories)."""
+def evidence_from_runs(paths: Iterable[Path | str], notes: list[str] | None = None) -> list[Evidence]:
+    """One Evidence per finished run found in ``paths`` (run directories or sweep directories). A run
+    whose record gives no usable timing (an unreadable file, Infinity seconds, steps no count can be)
+    is left out, with a line in ``notes`` saying why."""
     out = []
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"--from: no such directory {path}")
         runs = [path] if (path / rd.SUMMARY).exists() else sorted(p.parent for p in path.glob(f"*/{rd.SUMMARY}"))
         for run in runs:
-            s = rd.read_summary(run)
-            if s.get("status") not in ("completed", "stopped_early") or not s.get("steps") or not s.get("wall_seconds"):
-                continue
-            cfg = rd.read_config(run)
-            dev = s.get("device") or {}
-            gpu = CPU if dev.get("type") != "cuda" else gpu_key(dev.get("gpu_type") or dev.get("gpu_name"))
-            out.append(Evidence(
-                source=str(run), seconds_per_step=float(s["wall_seconds"]) / int(s["steps"]),
-                model=cfg["model"]["name_or_path"], gpu_type=gpu,
-                num_gpus=0 if gpu == CPU else int(dev.get("num_gpus") or 1),
-                completion_length=int(cfg["algorithm"]["max_completion_length"]),
-            ))
+            try:
+                s = rd.read_summary(run)
+                if s.get("status") not in ("completed", "stopped_early") or not s.get("steps") or not s.get("wall_seconds"):
+                    continue
+                out.append(_evidence(run, s, rd.read_config(run)))
+            except (ConfigError, AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:
+                if notes is not None:
+                    notes.append(f"{run}: not used for seconds per step ({type(e).__name__}: {e})")
     return out
+
+
+def _evidence(run: Path, s: dict, cfg: dict) -> Evidence:
+    steps, wall = rd.as_step(s["steps"]), s["wall_seconds"]
+    if not steps or isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 < wall < math.inf:
+        raise ValueError(f"steps {s['steps']!r}, wall_seconds {wall!r}: not a positive count and time")
+    dev = s.get("device") or {}
+    gpu = CPU if dev.get("type") != "cuda" else gpu_key(dev.get("gpu_type") or dev.get("gpu_name"))
+    length = rd.as_step(cfg["algorithm"]["max_completion_length"])
+    if not length or not isinstance(cfg["model"]["name_or_path"], str):
+        raise ValueError("config.yaml: no model.name_or_path or algorithm.max_completion_length")
+    return Evidence(
+        source=str(run), seconds_per_step=float(wall) / steps, model=cfg["model"]["name_or_path"], gpu_type=gpu,
+        num_gpus=0 if gpu == CPU else int(dev.get("num_gpus") or 1), completion_length=length,
+    )
 
 
 # ----------------------------------------------------------------------------- one job

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tina import costmodel
 from tina.config import PACKAGE_DIR, ConfigError, TinaConfig, check_override_keys, validate
+from tina.overrides import override
 
 CONF_DIR = PACKAGE_DIR.parent / "conf"
 
@@ -68,9 +69,13 @@ def recorded_overrides(sweep: Path) -> list[str]:
     path = sweep / "multirun.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a sweep directory of python -m tina.train -m")
-    hydra = OmegaConf.load(path).hydra
-    keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-    return [*keep, f"hydra.sweep.dir={sweep.resolve()}", *hydra.overrides.task]
+    try:
+        hydra = OmegaConf.load(path).hydra
+        keep = [o for o in hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+        task = list(hydra.overrides.task)
+    except Exception as e:  # YAML errors (a !!python tag, bad syntax), a file with no hydra.overrides
+        raise ConfigError(f"{path}: unreadable ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+    return [*keep, override("hydra.sweep.dir", str(sweep.resolve())), *task]
 
 
 def sweep_jobs(overrides: list[str], multirun: bool) -> list[tuple[list[str], DictConfig]]:
@@ -107,7 +112,7 @@ def render(p: dict) -> str:
     sources = sorted({r["evidence"] for r in rows if r["evidence"]})
     lines += [f"seconds per step from: {s}" for s in sources]
     notes = sorted({f"{n}" for r in rows for n in r["notes"]})
-    lines += [f"note: {n}" for n in notes]
+    lines += [f"note: {n}" for n in notes + p.get("skipped_evidence", [])]
     return "\n".join(lines)
 
 
@@ -122,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         check_override_keys(args.overrides)
-        evidence = costmodel.evidence_from_runs(args.runs)
+        skipped: list[str] = []  # runs --from could not take a timing from, and why
+        evidence = costmodel.evidence_from_runs(args.runs, skipped)
         jobs = []
         for overrides, cfg in sweep_jobs(args.overrides, args.multirun):
             try:
                 jobs.append((overrides, job_config(cfg)))
             except ConfigError as e:
                 raise ConfigError(f"job #{len(jobs)} ({' '.join(overrides)}): {e}") from None
-        p = plan(jobs, evidence)
+        p = {**plan(jobs, evidence), "skipped_evidence": skipped}
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"tina.plan: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -126,6 +127,17 @@ def read_config(run_dir: Path | str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def read_overrides(run_dir: Path | str) -> list[str]:
+    """The run's command-line overrides as Hydra recorded them (.hydra/overrides.yaml; [] if none)."""
+    try:
+        value = yaml.safe_load((Path(run_dir) / HYDRA / HYDRA_OVERRIDES).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RunDirError(f"{Path(run_dir) / HYDRA / HYDRA_OVERRIDES}: unreadable ({type(e).__name__})") from None
+    return [str(o) for o in value] if isinstance(value, list) else []
+
+
 def is_run(path: Path) -> bool:
     """A tina run directory: it has a config, a summary, or Hydra's record of a started job."""
     return any((path / name).exists() for name in (CONFIG, SUMMARY, HYDRA))
@@ -197,11 +209,25 @@ def _metric_lines(run_dir: Path) -> list[str]:
         return []
 
 
+MAX_STEP = 2**63 - 1  # steps are int64 wherever they are stored (pandas, numpy, torch)
+
+
+def as_step(value: Any) -> int | None:
+    """`value` as a step or a count of steps (an integer in [0, MAX_STEP], also 6.0); None otherwise
+    (a string, a bool, null, NaN, Infinity, a negative or 2**70): what every reader of a recorded step trusts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 0 <= value <= MAX_STEP else None
+
+
 def _step(line: str) -> int | None:
     try:
-        return int(json.loads(line)["step"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        obj = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
         return None  # a line cut short by a kill
+    return as_step(obj.get("step")) if isinstance(obj, dict) else None
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
@@ -220,7 +246,7 @@ def last_logged_step(run_dir: Path | str) -> int:
             tail = f.read().decode(errors="replace").splitlines()
     except FileNotFoundError:
         return 0
-    return next((s for s in map(_step, reversed(tail)) if s is not None), 0)
+    return max((s for s in map(_step, tail) if s is not None), default=0)  # out of order: the furthest
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -487,8 +513,8 @@ def run_state(run_dir: Path | str) -> dict:
         summary = read_summary(run_dir)
     except RunDirError as e:
         return {**row, "status": "unreadable", "reason": str(e)}
-    row.update(steps=max(summary.get("steps") or 0, steps),
-               stop_step=summary.get("stop_at_step") or summary.get("max_steps"),
+    row.update(steps=max(as_step(summary.get("steps")) or 0, steps),
+               stop_step=as_step(summary.get("stop_at_step")) or as_step(summary.get("max_steps")),
                error=summary.get("error"), reason=summary.get("reason"),
                attempts=len(summary["attempts"]) if isinstance(summary.get("attempts"), list) else None)
     status = summary.get("status")

@@ -30,6 +30,7 @@ from hydra.errors import HydraException
 
 from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, ConfigError, check_override_keys
+from tina.overrides import override
 from tina.status import FINISHED, needs_rerun, sweep_status
 
 SPACES_DIR = PACKAGE_DIR.parent / "sweeps" / "search"
@@ -93,8 +94,8 @@ def distributions(space: dict) -> dict:
     return out
 
 
-def _value(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+def _value(v):
+    return float(f"{v:.4g}") if isinstance(v, float) else v  # 4 digits: readable run directory names
 
 
 def objective_of(summary: dict, key: str) -> float | None:
@@ -126,10 +127,11 @@ class Trial:
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
 
     def start(self) -> subprocess.Popen:
-        overrides = [*self.search.fixed, *(f"{k}={_value(v)}" for k, v in self.trial.params.items())]
+        overrides = [*self.search.fixed, *(override(k, _value(v)) for k, v in self.trial.params.items())]
         self.trial.set_user_attr("trial_dir", str(self.dir))
         self.trial.set_user_attr("overrides", overrides)
-        return self.launch([sys.executable, "-m", "tina.train", "-m", *overrides, f"hydra.sweep.dir={self.dir}"])
+        return self.launch([sys.executable, "-m", "tina.train", "-m", *overrides,
+                            override("hydra.sweep.dir", str(self.dir))])
 
     def watch(self, proc: subprocess.Popen | None) -> None:
         """Report the pruning metric as it is logged; stop the job when the pruner says so; tell the result."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from tina import run_dir as rd
+from tina.overrides import command, override
 
 # {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
 RERUNS = "reruns.json"
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print_rows(rows)
-        _rerun_hint(args.sweep, rows)
+        todo = _rerun_hint(args.sweep, rows)
+        return 0 if all(r["status"] in FINISHED for r in rows) and not todo else 1
     return 0 if all(r["status"] in FINISHED for r in rows) else 1
 
 
@@ -142,7 +144,8 @@ def print_sweep_summary(sweep: Path) -> None:
     done = sum(r["status"] in FINISHED for r in rows)
     print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
     print_rows(rows)
-    print(f"\nstatus:  python -m tina.status {sweep}\nreport:  python -m analysis.report {sweep}", flush=True)
+    print(f"\nstatus:  {command('python', '-m', 'tina.status', sweep)}\n"
+          f"report:  {command('python', '-m', 'analysis.report', sweep)}", flush=True)
 
 
 # SLURM states of a job that is still queued or running (a requeued preemption resumes by itself).
@@ -160,18 +163,31 @@ def needs_rerun(row: dict) -> bool:
     return True
 
 
-def _rerun_hint(sweep: Path, rows: list[dict]) -> None:
-    """End with the command that relaunches what did not finish (tina.sweep rerun), when something did
-    not: a job that needs it, or one the sweep's driver never submitted (counted from multirun.yaml)."""
+def rerun_command(path: Path) -> str:
+    """The command that relaunches what did not finish at `path`: tina.sweep rerun for a sweep (or a
+    job of one: its sweep), tina.train in the run directory with its own overrides for a single run."""
+    if rd.is_run(path) and not (path.parent / "multirun.yaml").is_file():
+        return command("python", "-m", "tina.train", override("hydra.run.dir", str(path)), *rd.read_overrides(path))
+    return command("python", "-m", "tina.sweep", "rerun", path.parent if rd.is_run(path) else path)
+
+
+def _rerun_hint(sweep: Path, rows: list[dict]) -> set[int]:
+    """End with the command that relaunches what did not finish, when something did not: a job that
+    needs it, or one the sweep's driver never submitted (counted from multirun.yaml)."""
     from tina.plan import compose_sweep, recorded_overrides
 
     todo = {r["num"] for r in rows if needs_rerun(r)}
+    if rd.is_run(sweep):
+        if todo:
+            print(f"to rerun it: {rerun_command(sweep)}")
+        return todo
     try:
         todo |= set(range(len(compose_sweep(recorded_overrides(sweep), multirun=True)[2]))) - {r["num"] for r in rows}
     except Exception:  # not a tina.train -m sweep (no multirun.yaml): only what the rows say
         pass
     if todo:
-        print(f"{len(todo)} job(s) to rerun (jobs {sorted(todo)}): python -m tina.sweep rerun {sweep}")
+        print(f"{len(todo)} job(s) to rerun (jobs {sorted(todo)}): {rerun_command(sweep)}")
+    return todo
 
 
 if __name__ == "__main__":

@@ -17,9 +17,16 @@ import time
 from pathlib import Path
 
 
+from hydra.core.utils import JobStatus
+
 from tina import run_dir as rd
+from tina.errors import ConfigError, RunDirError
 from tina.plan import compose_sweep, recorded_overrides
 from tina.status import FINISHED, RERUNS, needs_rerun, sweep_status
+from tina.train import NOTHING_TO_DO
+
+# What became of a job a rerun launched, in the order the summary line gives them.
+FATES = ("ran", "already finished", "refused", "failed")
 
 def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
     """(every job's row with its overrides, the rows of those to rerun)."""
@@ -52,8 +59,70 @@ def _record_array(sweep: Path, before: set[str], nums: list[int], done: threadin
         time.sleep(0.2)
 
 
-def relaunch(sweep: Path, rows: list[dict]) -> None:
-    """Launch ``rows`` (jobs_to_rerun's) with the sweep's launcher, each under its own job number."""
+def _run_dir(sweep: Path, num: int) -> Path | None:
+    return next((p for p in sweep.glob(f"{num}_*") if p.is_dir() and rd.is_run(p)), None)
+
+
+def _now(sweep: Path, num: int) -> dict:
+    """Job `num`'s run directory as its files say now (status, steps...), or 'not started' without one."""
+    if (run := _run_dir(sweep, num)) is not None:
+        return rd.run_state(run)
+    return {"status": "not started", "reason": "no run directory", "steps": None, "stop_step": None, "error": None}
+
+
+def _outcome(ret, error: BaseException | None) -> tuple[str, str] | None:
+    """(fate, why) from what the launcher returned for a job, or None when it says nothing."""
+    if error is not None:  # the launch itself was refused or broke: no job of it ran as asked
+        return "refused" if isinstance(error, (ConfigError, SystemExit)) else "failed", _why(error)
+    if ret is None:
+        return None
+    if ret.status == JobStatus.COMPLETED:
+        value = ret.return_value
+        return ("already finished", "another process finished it first") if isinstance(value, dict) and \
+            value.get(NOTHING_TO_DO) else ("ran", "")
+    e = ret._return_value  # Hydra's JobReturn keeps the job's exception (its property re-raises it)
+    return ("refused" if isinstance(e, RunDirError) else "failed"), _why(e)
+
+
+def _why(e: BaseException) -> str:
+    text = str(e.code if isinstance(e, SystemExit) else e).strip().splitlines()
+    return f"{'' if isinstance(e, (ConfigError, SystemExit)) else type(e).__name__ + ': '}{text[0] if text else ''}"
+
+
+def fate(sweep: Path, row: dict, ret=None, error: BaseException | None = None) -> dict:
+    """What became of one job of a rerun: ran (and how it ended), already finished, refused, failed."""
+    now = _now(sweep, row["num"])
+    told = _outcome(ret, error)
+    if told is None:  # the launcher did not say (a SLURM job killed hard): the run's own files do
+        told = ("ran", "") if now["status"] in FINISHED else ("failed", f"{now['status']}: {now['error'] or now['reason'] or '?'}")
+    name, why = told
+    if name == "ran" and now["status"] not in FINISHED:
+        name, why = "failed", f"ended {now['status']}: {now['error'] or now['reason'] or '?'}"
+    elif name == "ran":
+        why = f"{now['status']} at step {now['steps']}"
+    return {"num": row["num"], "fate": name, "why": why, "status": now["status"]}
+
+
+def _skip(sweep: Path, row: dict) -> dict | None:
+    """The fate of a job that needs no launch any more (finished, or taken by another process since
+    the list was made), judged just before launching it; None to launch it."""
+    run = _run_dir(sweep, row["num"])
+    if run is None:
+        return None
+    now = rd.run_state(run)
+    if now["status"] in FINISHED:
+        return {"num": row["num"], "fate": "already finished", "why": "another process finished it first",
+                "status": now["status"]}
+    try:
+        rd.lock_of(run).check_free()
+    except RunDirError as e:
+        return {"num": row["num"], "fate": "refused", "why": _why(e), "status": now["status"]}
+    return None
+
+
+def relaunch(sweep: Path, rows: list[dict]) -> list[dict]:
+    """Launch ``rows`` (jobs_to_rerun's) with the sweep's launcher, each under its own job number;
+    return each job's fate()."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.plugins import Plugins
     from hydra.core.utils import setup_globals
@@ -70,22 +139,35 @@ def relaunch(sweep: Path, rows: list[dict]) -> None:
         task_function=task_function, config=cfg)
     nums = [r["num"] for r in rows]
     if not hasattr(launcher, "renumber"):  # Hydra's own launchers: in this process, one job at a time
+        fates = []
         for r in rows:
-            launcher.launch([r["overrides"]], initial_job_idx=r["num"])
-        return
+            skipped = _skip(sweep, r)  # another rerun may have run or taken it since the list was made
+            if skipped:
+                fates.append(skipped)
+                continue
+            try:
+                fates.append(fate(sweep, r, launcher.launch([r["overrides"]], initial_job_idx=r["num"])[0]))
+            except (Exception, SystemExit) as e:
+                fates.append(fate(sweep, r, error=e))
+        return fates
     launcher.renumber = dict(enumerate(nums))
     before = {p.name.split("_")[0] for p in (sweep / ".submitit").glob("*")}
     done = threading.Event()
     watcher = threading.Thread(target=_record_array, args=(sweep, before, nums, done), daemon=True)
     watcher.start()
+    returns, error = [None] * len(rows), None
     try:
-        launcher.launch([r["overrides"] for r in rows], initial_job_idx=0)
+        returns = launcher.launch([r["overrides"] for r in rows], initial_job_idx=0)
+    except (Exception, SystemExit) as e:  # submitit raises for a job killed hard: each run's files tell
+        error = e if isinstance(e, (ConfigError, SystemExit)) else None
     finally:
         done.set()
         watcher.join()
+    return [fate(sweep, r, ret, error) for r, ret in zip(rows, returns)]
 
 
 def rerun(sweep: Path, dry_run: bool = False) -> int:
+    """List the jobs to rerun, launch them, and print every job's fate; 0 only when all ran to the end."""
     _, todo = jobs_to_rerun(sweep)
     for r in todo:
         where = f"resume from step {r['resume_from']}" if r["resume_from"] else "from the start"
@@ -95,10 +177,16 @@ def rerun(sweep: Path, dry_run: bool = False) -> int:
         return 0
     if dry_run:
         return 0
-    relaunch(sweep, todo)
-    left = [r for r in jobs_to_rerun(sweep)[0] if r["status"] not in FINISHED]
-    print(f"{len(todo)} jobs rerun; {len(left)} not finished" + (f": jobs {[r['num'] for r in left]}" if left else ""))
-    return 1 if left else 0
+    fates = relaunch(sweep, todo)
+    print(f"\nrerun of {sweep}:")
+    for f in fates:
+        print(f"job {f['num']:>3}  {f['fate']:16s} {f['why']}")
+    counts = {name: sum(f["fate"] == name for f in fates) for name in FATES}
+    print(", ".join(f"{n} {name}" for name, n in counts.items() if n))
+    left = [r["num"] for r in jobs_to_rerun(sweep)[0] if r["status"] not in FINISHED]
+    if left:
+        print(f"not finished now: jobs {left}")
+    return 1 if counts["refused"] or counts["failed"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return rerun(args.sweep, args.dry_run)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         print(f"tina.sweep: {e}", file=sys.stderr)
         return 2
 

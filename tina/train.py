@@ -217,6 +217,11 @@ def _scores(heldout: dict) -> str:
     return f"format {heldout['format']:.3f}, accuracy {heldout['accuracy']:.3f} on {heldout['n']} problems"
 
 
+# Key of the result of a job that found its run already finished (not written to the summary): a
+# rerun then says so instead of "ran".
+NOTHING_TO_DO = "nothing_to_do"
+
+
 def _finished(tc: TinaConfig, previous: dict) -> bool:
     if previous.get("status") == "stopped_early":
         return True
@@ -235,8 +240,8 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
 
     if _finished(tc, rec.previous):
         log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
-        return rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
-                         wall_seconds=rec.wall_before)
+        return {**rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
+                            wall_seconds=rec.wall_before), NOTHING_TO_DO: True}
     env = rd.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
     rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
