@@ -191,6 +191,14 @@ def estimate(tc, evidence: list[Evidence], overrides: Iterable[str] = (), num: i
     sps = statistics.median(_scaled(ev, length, gpus) for ev in matching) if matching else None
     source = (matching[0].source if len(matching) == 1 else
               f"median of {len(matching)} finished runs under {Path(matching[0].source).parent}") if matching else None
+    rows = tc.dataset.known_size
+    if steps is None and rows is not None:  # one epoch of a data set whose size is known (toy, max_samples)
+        steps = rows // tc.train.prompts_per_step  # TRL's sampler drops the last partial step
+        notes.append(f"one epoch of {rows} samples at {tc.train.prompts_per_step} a step: an upper bound "
+                     "(prompts over algorithm.max_prompt_length are dropped)")
+    elif steps is not None and rows is not None and steps * tc.train.prompts_per_step > rows:
+        notes.append(f"{steps} steps x {tc.train.prompts_per_step} prompts = "
+                     f"{steps * tc.train.prompts_per_step / rows:.1f} epochs of {rows} samples")
     if steps is None:
         notes.append("train.max_steps is null (one epoch of a hub data set): set train.max_steps to plan it")
     if sps is None:
