@@ -163,6 +163,7 @@ def test_a_run_records_what_the_trainer_resolved_and_a_resume_keeps_it(tmp_path)
     record = _strict_json(run / rd.TRAINER_CONFIG)
     resolved, given = record["resolved"], record["set_by_tina"]
     assert record["trl"].startswith("1.16") and summary(run)["status"] == "completed"
+    assert summary(run)["train_rows"] == 2000  # the toy set, no prompt too long
     assert (resolved["loss_type"], resolved["epsilon_high"], resolved["mask_truncated_completions"]) == ("dapo", 0.28, True)
     assert resolved["importance_sampling_level"] == "token" and resolved["beta"] == 0.0
     assert given["loss_type"] == "dapo" and "top_entropy_quantile" in given

@@ -279,6 +279,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     # Data before the model: a broken data set should fail in seconds, not after loading 1.5B weights.
     train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
     eval_ds = data.load_eval(tc.dataset)
+    rec.write(train_rows=len(train_ds))
     model = load_model(tc)
 
     resume_from = rd.resume_point(run_dir) if rec.enabled else None
