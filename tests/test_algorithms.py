@@ -157,9 +157,11 @@ def _strict_json(path: Path) -> dict:
 
 
 def test_a_run_records_what_the_trainer_resolved_and_a_resume_keeps_it(tmp_path):
-    """DAPO with rank-1 DoRA trains (real steps) and its directory says what TRL resolved."""
+    """DAPO with rank-1 DoRA trains (real steps) and its directory says what TRL resolved; resuming
+    from its checkpoint rebuilds the trainer, which resolves the same config: the record stays as it was."""
     run = tmp_path / "run"
-    train(run, "train.max_steps=2", "algorithm=dapo", "lora.rank=1", "lora.use_dora=true")
+    recipe = ("train.max_steps=2", "train.save_steps=1", "algorithm=dapo", "lora.rank=1", "lora.use_dora=true")
+    train(run, *recipe, "train.stop_at_step=1")
     record = _strict_json(run / rd.TRAINER_CONFIG)
     resolved, given = record["resolved"], record["set_by_tina"]
     assert record["trl"].startswith("1.16") and summary(run)["status"] == "completed"
@@ -169,6 +171,6 @@ def test_a_run_records_what_the_trainer_resolved_and_a_resume_keeps_it(tmp_path)
     assert given["loss_type"] == "dapo" and "top_entropy_quantile" in given
     assert len(resolved) > 150 and "logging_first_step" not in given  # TRL's own defaults are recorded too
     before = (run / rd.TRAINER_CONFIG).read_bytes()
-    train(run, "train.max_steps=2", "algorithm=dapo", "lora.rank=1", "lora.use_dora=true")  # already finished
-    train(run, "train.max_steps=2", "train.stop_at_step=2", "algorithm=dapo", "lora.rank=1", "lora.use_dora=true")
+    train(run, *recipe)  # resumes from checkpoint-1 to step 2
+    assert summary(run)["steps"] == 2 and summary(run)["status"] == "completed"
     assert (run / rd.TRAINER_CONFIG).read_bytes() == before and "trainer_config_changed" not in summary(run)
