@@ -30,6 +30,7 @@ import pandas as pd
 
 from analysis import early_stop
 from analysis import paper as paper_tables
+from analysis import trainer_drift
 from analysis.cells import DASH, clip, duration, isnan, num, pct, sort_key
 from analysis.document import BAD_STATUS, Heading, Image, Para, Table, render_html, render_md
 from analysis.plots import CURVES, curve_figure, png, scatter
@@ -267,6 +268,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
             blocks.append(Para("Same in every run: " + ", ".join(f"{k}={num(v)}" for k, v in fixed.items())))
         training, evaluation = run_tables(g, axes)
         blocks += [Table(training, caption="Training"), Table(evaluation, caption="Evaluation and cost")]
+        blocks += trainer_drift.blocks(g["run"], {r: by_run[r] for r in g["run"]})
     bad = df[df["status"].isin(BAD_STATUS) | df["error"].notna()]
     if len(bad):
         blocks += [Heading(2, "Runs that need attention"),

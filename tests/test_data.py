@@ -192,3 +192,58 @@ def test_cli_refuses_bad_data_before_the_model_loads(tmp_path):
     assert not (run / rd.CHECKPOINTS).exists() and not (run / rd.ADAPTER).exists()
     assert "num_params" not in rd.read_summary(run)
     print(f"refused in {seconds:.1f} s")
+
+
+# ----------------------------------------------------------------------------- dataset.max_samples
+def _numbered(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"prompt": f"What is {i} + 0?", "answer": str(i)}) + "\n" for i in range(n)))
+    return path
+
+
+def _golds(cfg: DatasetConfig) -> list[int]:
+    return [int(s) for s in load_train(cfg)["solution"]]
+
+
+def test_max_samples_is_a_seeded_nested_subset_of_a_local_file(tmp_path):
+    path = _numbered(tmp_path / "limr.jsonl", 50)
+    small, large = _golds(limr(path, max_samples=10)), _golds(limr(path, max_samples=30))
+    assert len(small) == 10 == len(set(small)) and len(large) == 30
+    assert small == sorted(small) and set(small) <= set(large)  # file order kept; a smaller set nests in a larger
+    assert small != list(range(10))  # drawn at random, not the file's head
+    assert _golds(limr(path, max_samples=10)) == small  # the same draw every time
+    assert _golds(limr(path, max_samples=10, sample_seed=1)) != small
+    assert _golds(limr(path, max_samples=50)) == list(range(50))
+    assert _golds(limr(path)) == list(range(50))
+
+
+def test_max_samples_is_drawn_after_every_row_is_checked(tmp_path):
+    path = _numbered(tmp_path / "limr.jsonl", 20)
+    with open(path, "a") as f:
+        f.write('{"prompt": "p"}\n')  # a bad row that a subset would be unlikely to draw
+    assert "line 21: field 'answer' is missing" in refused(path, max_samples=5)
+
+
+def test_max_samples_above_the_rows_names_how_many_there_are(tmp_path):
+    path = _numbered(tmp_path / "limr.jsonl", 20)
+    assert refused(path, max_samples=21) == (f"dataset.max_samples: 21 is more than the 20 rows of {path}; "
+                                             "allowed: 1 to 20, or null for all")
+
+
+def test_max_samples_of_the_toy_set_and_a_hub_data_set(tmp_path):
+    from tests.helpers import compose_cfg
+    from tina.config import validate
+
+    tc = validate(compose_cfg(["dataset.max_samples=100", f"train.output_dir={tmp_path}"]))
+    toy = load_train(tc.dataset)
+    assert len(toy) == 100 and set(toy["solution"]) <= set(load_train(DatasetConfig(system_prompt="S"))["solution"])
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    _parquet(folder / "train-00000.parquet", [{"prompt": f"p{i}", "answer": str(i)} for i in range(40)])
+    hub = DatasetConfig(hub_id=str(folder), problem_field="prompt", answer_field="answer", system_prompt="S",
+                        max_samples=12)
+    assert len(set(_golds(hub))) == 12
+    for bad, message in [("dataset.max_samples=2001", r"^dataset\.max_samples: must be at most dataset\.size=2000"),
+                         ("dataset.max_samples=7", r"^dataset\.max_samples: must be at least train\.prompts_per_step=8"),
+                         ("dataset.max_samples=0", r"^dataset\.max_samples: must be an integer in \[1, inf\)")]:
+        with pytest.raises(ConfigError, match=message):
+            validate(compose_cfg([bad, f"train.output_dir={tmp_path}"]))

@@ -109,3 +109,21 @@ def test_slurm_refuses_an_over_budget_sweep(cluster, tmp_path):
     assert not (tmp_path / ".submitit").exists()
     assert not set(sh("squeue", "-h", "-o", "%i").stdout.split()) - set(before)
     assert str(tmp_path) not in sh("sacct", "-X", "-n", "-P", "-o", "WorkDir", "-S", "now-5minutes").stdout
+
+
+def test_one_epoch_of_a_subset_is_planned_in_steps(capsys):
+    """train.max_steps=null trains one epoch: with dataset.max_samples the plan knows how long it is."""
+    (row,) = plan_json(capsys, "experiment=tina_limr", "train.max_steps=null", "train.stop_at_step=null",
+                       "dataset.max_samples=1000")["jobs"]
+    assert row["steps"] == 125 and row["usd"] > 0  # 1000 prompts, 8 a step
+    (row,) = plan_json(capsys, "experiment=tina_limr", "train.max_steps=null", "train.stop_at_step=null")["jobs"]
+    assert row["steps"] is None  # a hub data set of unknown size: not guessed
+    (row,) = plan_json(capsys, "experiment=tina_limr", "dataset.max_samples=1000")["jobs"]
+    assert row["steps"] == 180 and any("1.4 epochs of 1000 samples" in n for n in row["notes"])
+
+
+def test_the_non_distilled_base_is_priced_as_the_paper_model_of_its_shape(capsys):
+    (paper,) = plan_json(capsys, "experiment=tina_open_rs2")["jobs"]
+    (qwen,) = plan_json(capsys, "experiment=tina_open_rs2", "model=qwen2_5_1_5b_instruct")["jobs"]
+    assert qwen["usd"] == pytest.approx(paper["usd"]) and qwen["steps"] == 850
+    assert any("the paper's model of the same shape" in n for n in qwen["notes"])

@@ -250,3 +250,41 @@ def test_real_sweep_collect_and_report(sweep, tmp_path):
     assert "no transition detected: neither" in section
     assert "Not in this section (1): lora.rank=8 (never evaluated)" in section
     check_html(out / "report.html")
+
+
+# ----------------------------------------------------------------------------- trainer settings outside the axes
+def test_trainer_settings_that_differ_outside_the_sweeps_axes_are_flagged(sweep, tmp_path):
+    """The real sweep (axis lora.rank) records what TRL resolved in each run; the copy's second run is
+    then left as a TRL upgrade between the two jobs would leave it: a default moved (a field tina does
+    not set) and a value tina set alike resolved differently. The report names both fields, nothing else."""
+    import json
+    import shutil
+
+    from analysis import trainer_drift
+    from tina import run_dir as rd
+
+    runs = sorted(p for p in sweep.iterdir() if (p / rd.SUMMARY).is_file())
+    records = [rd.read_trainer_config(r) for r in runs]
+    assert all(r["resolved"]["loss_type"] == "grpo" for r in records)
+    assert records[0]["resolved"]["run_name"] != records[1]["resolved"]["run_name"]  # set by tina per run: explained
+    assert trainer_drift.drift(runs).empty and trainer_drift.blocks(runs, {}) == []
+
+    copy = tmp_path / "sweep"
+    for r in runs:
+        shutil.copytree(r, copy / r.name, ignore=shutil.ignore_patterns("checkpoints", "adapter", "eval"))
+    second = copy / runs[1].name
+    record = rd.read_trainer_config(second)
+    assert "logging_first_step" not in record["set_by_tina"] and record["set_by_tina"]["epsilon"] == 0.2
+    record["resolved"].update(logging_first_step=not record["resolved"]["logging_first_step"], epsilon=0.3)
+    record["trl"] = "1.17.0"
+    (second / rd.TRAINER_CONFIG).write_text(json.dumps(record))
+
+    flagged = trainer_drift.drift(sorted(copy.iterdir()))
+    assert list(flagged["field"]) == ["epsilon", "logging_first_step", "trl"]
+    out = tmp_path / "report"
+    assert report_main([str(copy), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "Warning: 3 trainer setting(s) differ between runs of this sweep outside its axes" in md
+    rows = table_after(md, "Trainer settings that differ outside the sweep's axes")
+    assert [r["field"] for r in rows] == ["epsilon", "logging_first_step", "trl"]
+    assert {r["lora.rank=8"] for r in rows if r["field"] == "epsilon"} == {"0.3"}

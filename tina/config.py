@@ -66,6 +66,9 @@ class LoraConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # PEFT's own flags: rsLoRA scales the update by alpha/sqrt(rank), DoRA adds a learned magnitude.
+    use_rslora: bool = False
+    use_dora: bool = False
 
     BOUNDS: ClassVar = {"rank": POSITIVE_INT, "alpha": POSITIVE_INT, "dropout": Range(0, 1, hi_open=True)}
 
@@ -83,7 +86,11 @@ class Scheduler(str, Enum):
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-6
+    # The learning rate given directly; null when it is scaled from a full fine-tuning rate (below).
+    lr: Optional[float] = 1e-6
+    # A full fine-tuning rate to scale from: the rate used is lr_from_full x lr_from_full_ratio.
+    lr_from_full: Optional[float] = None
+    lr_from_full_ratio: float = 10.0
     scheduler: Scheduler = Scheduler.cosine_with_min_lr
     min_lr_rate: float = 0.1
     warmup_ratio: float = 0.1
@@ -91,13 +98,32 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     optimizer: str = "adamw_torch"
 
-    BOUNDS: ClassVar = {"lr": POSITIVE, "min_lr_rate": FRACTION, "warmup_ratio": Range(0, 1, hi_open=True),
+    BOUNDS: ClassVar = {"lr": POSITIVE, "lr_from_full": POSITIVE, "lr_from_full_ratio": POSITIVE,
+                        "min_lr_rate": FRACTION, "warmup_ratio": Range(0, 1, hi_open=True),
                         "weight_decay": NON_NEGATIVE, "max_grad_norm": POSITIVE}
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate training uses: optim.lr, or optim.lr_from_full x optim.lr_from_full_ratio."""
+        return self.lr if self.lr_from_full is None else self.lr_from_full * self.lr_from_full_ratio
+
+    def check(self) -> None:
+        if self.lr_from_full is not None:
+            require(self.lr is None, "optim.lr",
+                    f"give one rate: optim.lr={self.lr} or optim.lr_from_full={self.lr_from_full} "
+                    f"(x{self.lr_from_full_ratio:g}); set optim.lr=null to scale from the full fine-tuning rate")
+        require(self.lr is not None or self.lr_from_full is not None, "optim.lr",
+                "is null: give optim.lr, or optim.lr_from_full to scale from a full fine-tuning rate")
 
 
 class AlgorithmName(str, Enum):
     grpo = "grpo"
     dr_grpo = "dr_grpo"
+    dapo = "dapo"
+    bnpo = "bnpo"
+    gspo = "gspo"
+    clip_higher = "clip_higher"
+    mask_truncated = "mask_truncated"
     custom = "custom"
 
 
@@ -114,12 +140,34 @@ class ScaleRewards(str, Enum):
     none = "none"
 
 
-# What makes an algorithm that algorithm. A named algorithm with other values is refused: the
-# paper's Dr.GRPO row ran GRPO because nothing checked this.
+class ImportanceSampling(str, Enum):
+    token = "token"
+    sequence = "sequence"  # GSPO: one ratio per completion, the mean of its tokens' log-ratios
+
+
+# What makes an algorithm that algorithm (conf/algorithm/NAME.yaml gives each one's source). A named
+# algorithm with other values is refused: the paper's Dr.GRPO row ran GRPO because nothing checked
+# this. `clip_higher` is derived: epsilon_high > epsilon.
+_PLAIN = {"importance_sampling_level": ImportanceSampling.token, "clip_higher": False,
+          "mask_truncated_completions": False}
 ALGORITHM_DEFINITIONS = {
-    AlgorithmName.grpo: {"loss_type": LossType.grpo, "scale_rewards": ScaleRewards.group},
-    AlgorithmName.dr_grpo: {"loss_type": LossType.dr_grpo, "scale_rewards": ScaleRewards.none},
+    AlgorithmName.grpo: {"loss_type": LossType.grpo, "scale_rewards": ScaleRewards.group, **_PLAIN},
+    AlgorithmName.dr_grpo: {"loss_type": LossType.dr_grpo, "scale_rewards": ScaleRewards.none, **_PLAIN},
+    AlgorithmName.dapo: {"loss_type": LossType.dapo, "scale_rewards": ScaleRewards.group,
+                         "importance_sampling_level": ImportanceSampling.token, "clip_higher": True,
+                         "mask_truncated_completions": True},
+    AlgorithmName.bnpo: {"loss_type": LossType.bnpo, "scale_rewards": ScaleRewards.group, **_PLAIN},
+    AlgorithmName.gspo: {"loss_type": LossType.grpo, "scale_rewards": ScaleRewards.group,
+                         "importance_sampling_level": ImportanceSampling.sequence, "mask_truncated_completions": False},
 }
+ALGORITHM_DEFINITIONS[AlgorithmName.clip_higher] = {**ALGORITHM_DEFINITIONS[AlgorithmName.grpo], "clip_higher": True}
+ALGORITHM_DEFINITIONS[AlgorithmName.mask_truncated] = {**ALGORITHM_DEFINITIONS[AlgorithmName.grpo],
+                                                       "mask_truncated_completions": True}
+
+
+def _text(value) -> str:
+    """A config value as it is written in YAML or on the command line."""
+    return str(value).lower() if isinstance(value, bool) else getattr(value, "value", value)
 
 
 @dataclass
@@ -135,25 +183,41 @@ class AlgorithmConfig:
     max_prompt_length: Optional[int] = 512
     max_completion_length: int = 3584
     epsilon: float = 0.2
+    # Upper clip bound of the ratio; above epsilon is DAPO's clip-higher. Resolved to a number
+    # (never TRL's None, whose meaning a release could change).
+    epsilon_high: float = "${.epsilon}"  # type: ignore[assignment]
+    importance_sampling_level: ImportanceSampling = ImportanceSampling.token
     num_iterations: int = 1
     mask_truncated_completions: bool = False
+    # vLLM only: reweight by the ratio of training to vLLM token probabilities (TRL 1.16's default, on).
+    vllm_importance_sampling_correction: bool = True
 
     BOUNDS: ClassVar = {
         "beta": NON_NEGATIVE, "num_generations": Range(2, integer=True),  # >= 2: group-relative advantages
         "temperature": POSITIVE, "top_p": Range(0, 1, lo_open=True), "top_k": NON_NEGATIVE_INT,  # top_k 0: off
         "max_prompt_length": POSITIVE_INT, "max_completion_length": POSITIVE_INT,
-        "epsilon": Range(0, 1, lo_open=True), "num_iterations": POSITIVE_INT,
+        "epsilon": Range(0, 1, lo_open=True), "epsilon_high": Range(0, 1, lo_open=True),
+        "num_iterations": POSITIVE_INT,
     }
 
+    @property
+    def clip_higher(self) -> bool:
+        return self.epsilon_high > self.epsilon
+
     def check(self) -> None:
+        require(self.epsilon_high >= self.epsilon, "algorithm.epsilon_high",
+                f"must be >= algorithm.epsilon={self.epsilon} (clip-higher raises only the upper bound), "
+                f"got {self.epsilon_high}")
         for key, want in ALGORITHM_DEFINITIONS.get(self.name, {}).items():
             got = getattr(self, key)
-            require(
-                got == want,
-                f"algorithm.{key}",
-                f"{self.name.value} requires {key}={want.value}, got {got.value}; "
-                "set algorithm.name=custom to run a variant",
-            )
+            if got == want:
+                continue
+            if key == "clip_higher":
+                need = "epsilon_high > epsilon" if want else "epsilon_high = epsilon"
+                raise ConfigError(f"algorithm.epsilon_high: {self.name.value} requires {need}, got epsilon_high="
+                                  f"{self.epsilon_high}, epsilon={self.epsilon}; set algorithm.name=custom to run a variant")
+            raise ConfigError(f"algorithm.{key}: {self.name.value} requires {key}={_text(want)}, got {_text(got)}; "
+                              "set algorithm.name=custom to run a variant")
 
 
 @dataclass
@@ -175,11 +239,28 @@ class DatasetConfig:
     size: int = 2000
     seed: int = 0
     eval_size: int = 200  # 0: no held-out split
+    # Train on a seeded random subset of this many rows (any data set; null: all). A smaller subset
+    # is a prefix of a larger one with the same sample_seed, so a data-scaling sweep nests.
+    max_samples: Optional[int] = None
+    sample_seed: int = 0
 
-    BOUNDS: ClassVar = {"size": POSITIVE_INT, "seed": NON_NEGATIVE_INT, "eval_size": NON_NEGATIVE_INT}
+    BOUNDS: ClassVar = {"size": POSITIVE_INT, "seed": NON_NEGATIVE_INT, "eval_size": NON_NEGATIVE_INT,
+                        "max_samples": POSITIVE_INT, "sample_seed": Range(0, 2**32 - 1, integer=True)}
+
+    @property
+    def is_toy(self) -> bool:
+        return self.hub_id is None and self.path is None
+
+    @property
+    def known_size(self) -> int | None:
+        """Training rows before long prompts are dropped, where known without loading: None for hub or local data
+        without max_samples."""
+        return self.max_samples or (self.size if self.is_toy else None)
 
     def check(self) -> None:
         require(self.path is None or Path(self.path).exists(), "dataset.path", f"no file or folder at {self.path}")
+        require(not self.is_toy or self.max_samples is None or self.max_samples <= self.size, "dataset.max_samples",
+                f"must be at most dataset.size={self.size} (the toy set's rows) or null, got {self.max_samples}")
 
 
 @dataclass
@@ -315,10 +396,13 @@ class TinaConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def check(self) -> None:
-        for section in (self.model, self.lora, self.algorithm, self.dataset, self.reward, self.train):
+        for section in (self.model, self.lora, self.optim, self.algorithm, self.dataset, self.reward, self.train):
             section.check()
         if self.eval.after_training:
             self.eval.check()
+        require(self.dataset.max_samples is None or self.dataset.max_samples >= self.train.prompts_per_step,
+                "dataset.max_samples", f"must be at least train.prompts_per_step={self.train.prompts_per_step} "
+                f"(one step's distinct prompts) or null, got {self.dataset.max_samples}")
         completions, per_device = self.completions_per_step, self.per_device_batch
         require(
             per_device > 0 and completions % (per_device * self.compute.num_processes) == 0

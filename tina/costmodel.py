@@ -40,6 +40,9 @@ PAPER_GPU, PAPER_NUM_GPUS = "L40S", 2
 PAPER_STEPS, PAPER_TRAIN_USD = 450, 8.0
 PAPER_COMPLETION_LENGTH = 3584  # Open-RS2's max_completion_length
 PAPER_EVAL_USD_PER_CHECKPOINT, PAPER_EVAL_BENCHMARKS = 1.0, 6
+# Models of the paper model's shape (Qwen2, 28 layers, hidden 1536), whose step takes as long: the
+# paper's timing carries to them until this cluster has timed one (conf/model/*.yaml).
+PAPER_SHAPE = (PAPER_MODEL, "Qwen/Qwen2.5-1.5B-Instruct")
 
 
 # ----------------------------------------------------------------------------- prices
@@ -196,15 +199,25 @@ def estimate(tc, evidence: list[Evidence], overrides: Iterable[str] = (), num: i
     length = tc.algorithm.max_completion_length
     matching = [ev for ev in evidence if ev.model == tc.model.name_or_path
                 and (gpu is None and ev.gpu_type != CPU or ev.gpu_type == gpu)]
-    if not matching and gpu != CPU and tc.model.name_or_path == PAPER_MODEL:
-        matching = [paper_evidence()]
     notes = []
+    if not matching and gpu != CPU and tc.model.name_or_path in PAPER_SHAPE:
+        matching = [paper_evidence()]
+        if tc.model.name_or_path != PAPER_MODEL:
+            notes.append(f"timed as {PAPER_MODEL}, the paper's model of the same shape")
     if gpu is None and matching:
         gpu = matching[0].gpu_type
         notes.append(f"compute.gpu_type unset: priced as {gpu}, the evidence's GPU")
     sps = statistics.median(_scaled(ev, length, gpus) for ev in matching) if matching else None
     source = (matching[0].source if len(matching) == 1 else
               f"median of {len(matching)} finished runs under {Path(matching[0].source).parent}") if matching else None
+    rows = tc.dataset.known_size
+    if steps is None and rows is not None:  # one epoch of a data set whose size is known (toy, max_samples)
+        steps = rows // tc.train.prompts_per_step  # TRL's sampler drops the last partial step
+        notes.append(f"one epoch of {rows} samples at {tc.train.prompts_per_step} a step: an upper bound "
+                     "(prompts over algorithm.max_prompt_length are dropped)")
+    elif steps is not None and rows is not None and steps * tc.train.prompts_per_step > rows:
+        notes.append(f"{steps} steps x {tc.train.prompts_per_step} prompts = "
+                     f"{steps * tc.train.prompts_per_step / rows:.1f} epochs of {rows} samples")
     if steps is None:
         notes.append("train.max_steps is null (one epoch of a hub data set): set train.max_steps to plan it")
     if sps is None:

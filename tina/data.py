@@ -125,7 +125,23 @@ def load_train(cfg: DatasetConfig) -> datasets.Dataset:
         problems, answers = _hub_pairs(cfg, fields)
     else:
         problems, answers = _toy_pairs("train", cfg.size, cfg)
-    return _dataset(problems, answers, cfg)
+    return _dataset(*_subsample(problems, answers, cfg), cfg)
+
+
+def _subsample(problems: list, answers: list, cfg: DatasetConfig) -> tuple[list, list]:
+    """dataset.max_samples rows drawn by dataset.sample_seed, in their original order. Every row was
+    checked first, so a subset never hides a bad row; a smaller subset is a prefix of the same
+    permutation, so subsets of one seed nest."""
+    if cfg.max_samples is None:
+        return problems, answers
+    n = len(problems)
+    if cfg.max_samples > n:
+        raise DataError(f"dataset.max_samples: {cfg.max_samples} is more than the {n} rows of "
+                        f"{cfg.path or cfg.hub_id or 'the toy set'}; allowed: 1 to {n}, or null for all")
+    import numpy as np
+
+    keep = np.sort(np.random.default_rng(cfg.sample_seed).permutation(n)[:cfg.max_samples])
+    return [problems[i] for i in keep], [answers[i] for i in keep]
 
 
 def load_eval(cfg: DatasetConfig) -> datasets.Dataset | None:

@@ -4,7 +4,8 @@ A run directory is the record of an experiment, read long after its process is g
 `tina.status`, `tina.evaluate`, `analysis`), on a shared file system, by jobs that are killed,
 requeued or started twice. So every rule that keeps the record true lives here, once:
 
-- names: config.yaml, summary.json, metrics.jsonl, checkpoints/checkpoint-N, adapter/, eval/, .lock;
+- names: config.yaml, summary.json, metrics.jsonl, trainer_config.json, checkpoints/checkpoint-N,
+  adapter/, eval/, .lock;
 - small files are written atomically (temp file, fsync, rename): a kill leaves the old or the new;
 - one writer at a time (`RunLock`): an O_EXCL lock file with the holder's host, pid, SLURM job and
   a heartbeat (its mtime), because flock does not reach across the nodes of a shared file system;
@@ -50,6 +51,8 @@ LOCK = ".lock"
 HYDRA = ".hydra"  # Hydra's record of the job: these three files
 HYDRA_CONFIG, HYDRA_YAML, HYDRA_OVERRIDES = "config.yaml", "hydra.yaml", "overrides.yaml"
 TRAIN_LOG = "train.log"
+# TRL's GRPOConfig as the trainer resolved it: what tina set and every default TRL filled in.
+TRAINER_CONFIG = "trainer_config.json"
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE = "tina-complete.json"  # written last into a checkpoint: its files and their sizes
 # Room kept for the final summary (a few KiB; a traceback more), freed when the disk is full.
@@ -176,6 +179,34 @@ def write_config(run_dir: Path, config: dict, hydra_files: dict[str, Any] | None
         (run_dir / HYDRA).mkdir(exist_ok=True)
         atomic_write(run_dir / HYDRA / name, yaml.safe_dump(node, sort_keys=False))
     atomic_write(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON (no NaN or Infinity, which strict readers refuse); anything else as its str."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def write_trainer_config(run_dir: Path, set_by_tina: dict, resolved: dict) -> dict:
+    """Record the trainer's resolved config, once: a resumed run keeps its first record, and this
+    returns {field: [recorded, now]} for what changed since (a TRL upgraded between requeues)."""
+    record = {"trl": metadata.version("trl"), "set_by_tina": _json_safe(set_by_tina), "resolved": _json_safe(resolved)}
+    old = read_trainer_config(run_dir)
+    if not old:
+        atomic_write(Path(run_dir) / TRAINER_CONFIG, json.dumps(record, indent=1, sort_keys=True))
+        return {}
+    before, now = old.get("resolved", {}), record["resolved"]
+    return {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+
+
+def read_trainer_config(run_dir: Path | str) -> dict:
+    """{"trl": version, "set_by_tina": {field: value}, "resolved": {field: value}}; {} for a run without one."""
+    return read_json(Path(run_dir) / TRAINER_CONFIG)
 
 
 def discard_new(run_dir: Path, before: set[Path]) -> None:

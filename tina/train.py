@@ -62,6 +62,31 @@ def _wandb_env(tc: TinaConfig, run_dir: Path) -> None:
         os.environ["WANDB_RUN_GROUP"] = group
 
 
+# GRPOConfig fields tina has no key for, pinned to TRL 1.16's values so that a TRL release that moves
+# a default cannot change a recipe (RUN/trainer_config.json records all that TRL resolved).
+TRL_PINNED = dict(
+    delta=None,                                   # two-sided clip (INTELLECT-2): off
+    top_entropy_quantile=1.0,                     # every token in the loss, not only high-entropy ones
+    multi_objective_aggregation="sum_then_normalize",  # weighted reward sum, then scale_rewards
+    use_bias_correction_kl=True,                  # KL x ratio (DeepSeek-V3.2); TRL 0.15 had no such factor
+    vllm_importance_sampling_mode="sequence_mask",
+    vllm_importance_sampling_clip_max=3.0,
+    vllm_importance_sampling_clip_min=None,
+    off_policy_mask_threshold=None,
+    entropy_coef=0.0,
+    use_adaptive_entropy=False,
+    disable_dropout=False,                        # LoRA dropout stays active, in rollouts too (as TRL 0.15)
+    sync_ref_model=False,
+    shuffle_dataset=True,
+    min_p=None,
+    repetition_penalty=1.0,
+    cast_lm_head_to_fp32=False,
+    generation_kwargs=None,
+    use_transformers_continuous_batching=False,   # generation through HF generate (or vLLM)
+    remove_unused_columns=False,                  # the rewards read the `solution` column
+)
+
+
 def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
     """The one place tina's config becomes TRL's GRPOConfig keys (TRL renames keys between releases).
 
@@ -79,7 +104,7 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
         save_strategy="steps",
         save_steps=t.save_steps,
         logging_steps=t.logging_steps,
-        learning_rate=o.lr,
+        learning_rate=o.learning_rate,
         lr_scheduler_type=o.scheduler.value,
         lr_scheduler_kwargs={"min_lr_rate": o.min_lr_rate} if o.scheduler.value == "cosine_with_min_lr" else {},
         warmup_steps=o.warmup_ratio,  # TRL 1.16: a float below 1 is a ratio of max_steps
@@ -88,6 +113,7 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
         optim=o.optimizer,
         per_device_train_batch_size=tc.per_device_batch,
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        steps_per_generation=tc.gradient_accumulation_steps,  # one generation per optimizer step: on-policy
         loss_type=a.loss_type.value,
         scale_rewards=a.scale_rewards.value,
         beta=a.beta,
@@ -97,8 +123,11 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
         top_k=a.top_k,
         max_completion_length=a.max_completion_length,
         epsilon=a.epsilon,
+        epsilon_high=a.epsilon_high,
+        importance_sampling_level=a.importance_sampling_level.value,
         num_iterations=a.num_iterations,
         mask_truncated_completions=a.mask_truncated_completions,
+        vllm_importance_sampling_correction=a.vllm_importance_sampling_correction,
         reward_weights=[spec.weight for spec in tc.reward.funcs.values()],
         bf16=c.bf16,
         activation_checkpointing=c.gradient_checkpointing,  # transformers 5's name for it
@@ -107,6 +136,7 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
         vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization,
         vllm_max_model_length=c.vllm_max_model_length,
         disable_tqdm=False,
+        **TRL_PINNED,
     )
 
 
@@ -141,6 +171,8 @@ def lora_config(tc: TinaConfig):
         lora_alpha=tc.lora.alpha,
         lora_dropout=tc.lora.dropout,
         target_modules=list(tc.lora.target_modules),
+        use_rslora=tc.lora.use_rslora,
+        use_dora=tc.lora.use_dora,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -252,6 +284,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
     # Data before the model: a broken data set should fail in seconds, not after loading 1.5B weights.
     train_ds = data.drop_long_prompts(data.load_train(tc.dataset), tokenizer, tc.algorithm.max_prompt_length)
     eval_ds = data.load_eval(tc.dataset)
+    rec.write(train_rows=len(train_ds))
     model = load_model(tc)
 
     resume_from = rd.resume_point(run_dir) if rec.enabled else None
@@ -280,10 +313,11 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
 
     metrics_cb = MetricsFile(run_dir)
     phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
+    trl_kwargs = dict(grpo_kwargs(tc, run_dir), use_cpu=not torch.cuda.is_available())
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs(tc),
-        args=GRPOConfig(**grpo_kwargs(tc, run_dir), use_cpu=not torch.cuda.is_available()),
+        args=GRPOConfig(**trl_kwargs),
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=lora_config(tc),
@@ -291,6 +325,11 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         callbacks=[cb for cb in (metrics_cb, MarkComplete(), phase_cb,
                                  StopAt(tc.stop_step or float("inf"), guard, rec.lock)) if cb is not None],
     )
+    if rec.enabled:
+        changed = rd.write_trainer_config(run_dir, trl_kwargs, trainer.args.to_dict())
+        if changed:  # e.g. TRL upgraded between a preemption and the requeue: say so, do not hide it
+            log.warning("the trainer resolved its config differently from this run's first start: %s", changed)
+            rec.write(trainer_config_changed=changed)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     trainable, total = trainer.model.get_nb_trainable_parameters()
