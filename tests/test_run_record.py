@@ -237,6 +237,7 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
     run = tmp_path / "run"
     rng = random.Random(int(os.environ.get("TINA_KILL_SEED", "0")))
     args = ("train.max_steps=10", "train.save_steps=1")
+    killed = 0
     for _ in range(2):
         proc = subprocess.Popen(train_cmd(run, *args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = rd.last_logged_step(run)
@@ -248,9 +249,14 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
         if state["status"] == "completed":
             break
         assert state["status"] == "died", state
+        killed += 1
     train(run, *args)
     assert _steps(run) == list(range(1, 11))
     assert summary(run)["status"] == "completed" and rd.saved_steps(run) == list(range(1, 11))
+    attempts = summary(run)["attempts"]  # each kill is an attempt that died, its time counted
+    ends = [a["end"] for a in attempts]
+    assert ends[:killed] == ["died"] * killed and set(ends[killed:]) == {"completed"}, attempts
+    assert all(a["wall_seconds"] > 0 for a in attempts) and summary(run)["wall_seconds"] >= sum(a["wall_seconds"] for a in attempts)
 
 
 @pytest.fixture
@@ -266,13 +272,15 @@ def small_fs(tmp_path):
 
 
 def _fill(fs: Path) -> None:
-    with open(fs / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(bytes(1 << 16))
-                f.flush()
-        except OSError:
-            pass
+    """Leave not one byte free (smaller and smaller writes, down to one byte)."""
+    with open(fs / "filler", "wb", buffering=0) as f:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while f.write(bytes(size)):
+                    pass
+            except OSError:
+                pass
+    assert os.statvfs(fs).f_bavail == 0
 
 
 def test_a_full_disk_ends_the_run_failed_with_the_reason_not_running(small_fs):

@@ -369,7 +369,7 @@ class Record:
     def write(self, **fields: Any) -> dict:
         final = fields.get("status") not in (None, "running")
         if final and self.attempt.get("end") is None:
-            self.attempt.update(ended=_now(), end=fields["status"], reason=fields.get("reason"),
+            self.attempt.update(ended=_now(), end=fields["status"], reason=fields.get("reason"), steps=fields.get("steps"),
                                 wall_seconds=round(time.time() - self.started, 3))
             fields["attempts"] = self.attempts
         if not self.enabled or (self.lock is not None and self.lock.lost):
@@ -409,7 +409,7 @@ class Record:
             files = [self.run_dir / SUMMARY, self.run_dir / METRICS]
             ended = max((p.stat().st_mtime for p in files if p.exists()), default=self.started)
             wall = max(0.0, ended - (_epoch(last.get("started")) or ended))
-            last.update(ended=time.strftime(TIME_FORMAT, time.localtime(ended)), end="died",
+            last.update(ended=time.strftime(TIME_FORMAT, time.localtime(ended)), end="died", steps=last_logged_step(self.run_dir),
                         reason="ended without a word (killed?); its end is its last write", wall_seconds=round(wall, 3))
             self.wall_before += wall
         elif last.get("end") == "interrupted" and last.get("slurm_job") and last["slurm_job"] == slurm_job():
