@@ -321,3 +321,29 @@ def test_status_gives_every_damaged_run_a_row(stopped_run, tmp_path):
     single = subprocess.run([sys.executable, "-m", "tina.status", str(sweep / "0_good")], capture_output=True,
                             text=True, cwd=ROOT, timeout=60)
     assert single.returncode == 0 and "completed" in single.stdout and str(sweep / "0_good") in single.stdout
+
+
+def test_status_and_report_count_a_runs_attempts(tmp_path):
+    from tests.helpers import done, make_run, rows
+
+    sweep = tmp_path / "sweep"
+    attempts = [{"end": "requeued", "resumed_from": None, "wall_seconds": 1000.0},
+                {"end": "preempted", "resumed_from": 4, "wall_seconds": 1600.0},
+                {"end": "completed", "resumed_from": 8, "wall_seconds": 1000.0}]
+    make_run(sweep / "0_lora.rank=4", summary=done(attempts=attempts), metrics=rows(10), overrides=["lora.rank=4"])
+    make_run(sweep / "1_lora.rank=8", summary=done(attempts=attempts[2:]), metrics=rows(10), overrides=["lora.rank=8"])
+    status = subprocess.run([sys.executable, "-m", "tina.status", str(sweep)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    lines = {line.split()[-1].rsplit("/", 1)[1]: line for line in status.stdout.splitlines() if "completed" in line}
+    assert "10/10 (3 attempts)" in lines["0_lora.rank=4"] and "attempts" not in lines["1_lora.rank=8"], status.stdout
+    subprocess.run([sys.executable, "-m", "analysis.report", str(sweep)], check=True, capture_output=True,
+                   cwd=ROOT, timeout=300, env={**os.environ, "TINA_ANALYSIS_CACHE": str(tmp_path / "cache")})
+    lines = (sweep / "report.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| run |") and "| attempts |" in line)
+    col = lines[start].split("|").index(" attempts ")
+    cells = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells[line.split("|")[1].strip()] = line.split("|")[col].strip()
+    assert cells == {"#0": "3", "#1": "—"}, lines
