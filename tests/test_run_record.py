@@ -237,6 +237,7 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
     run = tmp_path / "run"
     rng = random.Random(int(os.environ.get("TINA_KILL_SEED", "0")))
     args = ("train.max_steps=10", "train.save_steps=1")
+    killed = 0
     for _ in range(2):
         proc = subprocess.Popen(train_cmd(run, *args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         start = rd.last_logged_step(run)
@@ -248,9 +249,15 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
         if state["status"] == "completed":
             break
         assert state["status"] == "died", state
+        killed += 1
     train(run, *args)
     assert _steps(run) == list(range(1, 11))
     assert summary(run)["status"] == "completed" and rd.saved_steps(run) == list(range(1, 11))
+    attempts = summary(run)["attempts"]  # each kill is an attempt that died, its time counted
+    ends = [a["end"] for a in attempts]
+    assert ends[:killed] == ["died"] * killed and set(ends[killed:]) == {"completed"}, attempts
+    assert all(a["wall_seconds"] > 0 for a in attempts)
+    assert summary(run)["wall_seconds"] == pytest.approx(sum(a["wall_seconds"] for a in attempts), abs=0.01)
 
 
 @pytest.fixture
@@ -266,13 +273,15 @@ def small_fs(tmp_path):
 
 
 def _fill(fs: Path) -> None:
-    with open(fs / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(bytes(1 << 16))
-                f.flush()
-        except OSError:
-            pass
+    """Leave not one byte free (smaller and smaller writes, down to one byte)."""
+    with open(fs / "filler", "wb", buffering=0) as f:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while f.write(bytes(size)):
+                    pass
+            except OSError:
+                pass
+    assert os.statvfs(fs).f_bavail == 0
 
 
 def test_a_full_disk_ends_the_run_failed_with_the_reason_not_running(small_fs):
@@ -313,3 +322,29 @@ def test_status_gives_every_damaged_run_a_row(stopped_run, tmp_path):
     single = subprocess.run([sys.executable, "-m", "tina.status", str(sweep / "0_good")], capture_output=True,
                             text=True, cwd=ROOT, timeout=60)
     assert single.returncode == 0 and "completed" in single.stdout and str(sweep / "0_good") in single.stdout
+
+
+def test_status_and_report_count_a_runs_attempts(tmp_path):
+    from tests.helpers import done, make_run, rows
+
+    sweep = tmp_path / "sweep"
+    attempts = [{"end": "requeued", "resumed_from": None, "wall_seconds": 1000.0},
+                {"end": "preempted", "resumed_from": 4, "wall_seconds": 1600.0},
+                {"end": "completed", "resumed_from": 8, "wall_seconds": 1000.0}]
+    make_run(sweep / "0_lora.rank=4", summary=done(attempts=attempts), metrics=rows(10), overrides=["lora.rank=4"])
+    make_run(sweep / "1_lora.rank=8", summary=done(attempts=attempts[2:]), metrics=rows(10), overrides=["lora.rank=8"])
+    status = subprocess.run([sys.executable, "-m", "tina.status", str(sweep)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    lines = {line.split()[-1].rsplit("/", 1)[1]: line for line in status.stdout.splitlines() if "completed" in line}
+    assert "10/10 (3 attempts)" in lines["0_lora.rank=4"] and "attempts" not in lines["1_lora.rank=8"], status.stdout
+    subprocess.run([sys.executable, "-m", "analysis.report", str(sweep)], check=True, capture_output=True,
+                   cwd=ROOT, timeout=300, env={**os.environ, "TINA_ANALYSIS_CACHE": str(tmp_path / "cache")})
+    lines = (sweep / "report.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| run |") and "| attempts |" in line)
+    col = lines[start].split("|").index(" attempts ")
+    cells = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells[line.split("|")[1].strip()] = line.split("|")[col].strip()
+    assert cells == {"#0": "3", "#1": "—"}, lines

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import ROOT, TINY, WAIT_S, rows_now, run_sweep, sh, sweep_cmd, wait_for
+from tina import run_dir as rd
 from tina.status import sweep_status
 
 pytestmark = pytest.mark.slurm
@@ -122,3 +123,41 @@ def test_tasks_per_node_that_disagrees_with_the_config_is_refused_before_submitt
     assert proc.returncode != 0 and not sweep.exists()
     (line,) = proc.stderr.strip().splitlines()
     assert "hydra.launcher.tasks_per_node=1 but compute.num_processes=2" in line
+
+
+def _attempts(run: Path | None) -> list[dict]:
+    try:
+        return json.loads((run / "summary.json").read_text()).get("attempts") or [] if run else []
+    except (OSError, ValueError):
+        return []  # not written yet, or being replaced
+
+
+def test_a_job_requeued_twice_records_three_attempts_with_resume_points(cluster, tmp_path):
+    """`scontrol requeue` (SIGTERM, then SLURM starts the job again), then USR2 (submitit requeues)."""
+    sweep = tmp_path / "sweep"
+    driver = subprocess.Popen(sweep_cmd(sweep, "train.max_steps=24", "lora.rank=4", "hydra.launcher.name=tina-edges-requeue"),
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: any(r["steps"] and r["steps"] >= 6 for r in rows_now(sweep)), "step 6", proc=driver)
+    job = sweep_status(sweep)[0]
+    run = Path(job["run_dir"])
+    assert sh("scontrol", "requeue", job["slurm_job"]).returncode == 0
+    wait_for(lambda: len(_attempts(run)) == 2 and _attempts(run)[1]["resumed_from"] is not None
+             and rd.last_logged_step(run) >= _attempts(run)[1]["resumed_from"] + 3, "the second attempt's steps")
+    assert sh("scancel", "--signal=USR2", job["slurm_job"]).returncode == 0
+    out, _ = driver.communicate(timeout=WAIT_S)
+    assert driver.returncode == 0, out[-3000:]
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 24
+    attempts = summary["attempts"]
+    assert [a["end"] for a in attempts] == ["requeued", "preempted", "completed"], attempts
+    # each resumed exactly where the one before stopped (it saved a checkpoint after the step in flight)
+    assert [a["resumed_from"] for a in attempts] == [None, attempts[0]["steps"], attempts[1]["steps"]], attempts
+    assert 6 <= attempts[0]["steps"] < attempts[1]["steps"] < 24, attempts
+    assert all(a["slurm_job"] == job["slurm_job"] and a["wall_seconds"] > 0 for a in attempts)
+    assert summary["wall_seconds"] == pytest.approx(sum(a["wall_seconds"] for a in attempts), abs=0.01)  # the cost's
+    steps_logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged == list(range(1, 25))
+    status = subprocess.run([sys.executable, "-m", "tina.status", str(sweep)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert "24/24 (3 attempts)" in status.stdout, status.stdout

@@ -38,6 +38,7 @@ import yaml
 
 from tina.errors import RunDirError
 from tina.run_lock import STALE_AFTER_S, RunLock, slurm_job, start_time  # noqa: F401  (the run's lock: rd.RunLock)
+from tina.safe_pickles import refused_pickle
 
 log = logging.getLogger("tina.run_dir")
 
@@ -324,31 +325,6 @@ def damage(ckpt: Path) -> str | None:
     return None
 
 
-def refused_pickle(ckpt: Path) -> str | None:
-    """Why the trainer's resume would refuse one of the checkpoint's pickles, or None.
-
-    HF Trainer loads them with torch's safe loading (weights_only: no Python object outside an
-    allowlist), the RNG state with numpy's types allowed too. torch lists what a pickle names without
-    loading its tensors, so this costs little; only resuming needs it (the adapter is safetensors).
-    """
-    from contextlib import nullcontext
-
-    import torch
-    from transformers.trainer_pt_utils import safe_globals
-
-    for path in sorted(ckpt.glob("*.pt*")):
-        if path.suffix not in (".pt", ".pth"):
-            continue
-        try:
-            with safe_globals() if path.name.startswith("rng_state") else nullcontext():
-                unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception as e:  # not a torch.save zip: torch.load would fail on it too
-            return f"{path}: unreadable by torch.load ({type(e).__name__}: {e})"
-        if unsafe:
-            return f"{path}: torch's safe loading (weights_only) refuses it: it names {', '.join(sorted(unsafe))}"
-    return None
-
-
 def checkpoints(run_dir: Path | str) -> list[Path]:
     """The intact checkpoints, in step order."""
     return [p for p in _checkpoint_dirs(Path(run_dir)) if damage(p) is None]
@@ -364,7 +340,7 @@ def resume_point(run_dir: Path) -> Path | None:
     checkpoints/set-aside/, not deleted) with a warning naming the file, so the trainer never
     loads them and a person can still look at them."""
     for ckpt in reversed(_checkpoint_dirs(run_dir)):
-        why = damage(ckpt) or refused_pickle(ckpt)
+        why = damage(ckpt) or refused_pickle(ckpt)  # the second reads every pickle: only when resuming
         if why is None:
             return ckpt
         aside = run_dir / CHECKPOINTS / SET_ASIDE / f"{ckpt.name}.{time.strftime('%Y%m%d-%H%M%S')}"
@@ -426,7 +402,7 @@ class Record:
     def write(self, **fields: Any) -> dict:
         final = fields.get("status") not in (None, "running")
         if final and self.attempt.get("end") is None:
-            self.attempt.update(ended=_now(), end=fields["status"], reason=fields.get("reason"),
+            self.attempt.update(ended=_now(), end=fields["status"], reason=fields.get("reason"), steps=fields.get("steps"),
                                 wall_seconds=round(time.time() - self.started, 3))
             fields["attempts"] = self.attempts
         if not self.enabled or (self.lock is not None and self.lock.lost):
@@ -466,7 +442,7 @@ class Record:
             files = [self.run_dir / SUMMARY, self.run_dir / METRICS]
             ended = max((p.stat().st_mtime for p in files if p.exists()), default=self.started)
             wall = max(0.0, ended - (_epoch(last.get("started")) or ended))
-            last.update(ended=time.strftime(TIME_FORMAT, time.localtime(ended)), end="died",
+            last.update(ended=time.strftime(TIME_FORMAT, time.localtime(ended)), end="died", steps=last_logged_step(self.run_dir),
                         reason="ended without a word (killed?); its end is its last write", wall_seconds=round(wall, 3))
             self.wall_before += wall
         elif last.get("end") == "interrupted" and last.get("slurm_job") and last["slurm_job"] == slurm_job():

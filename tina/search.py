@@ -216,10 +216,10 @@ class Trial:
         run = self.run_dir()
         summary = rd.read_summary(run) if run else {}
         value = objective_of(summary, self.search.space["objective"]) if summary.get("status") == "completed" else None
-        if "pruned_at" in self.trial.user_attrs:
-            study.tell(number, state=optuna.trial.TrialState.PRUNED)
-        elif value is not None:
+        if value is not None:  # completed, even if pruned as its last step ran: it did all its work
             study.tell(number, value)
+        elif "pruned_at" in self.trial.user_attrs:
+            study.tell(number, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(number, state=optuna.trial.TrialState.FAIL)
 

@@ -305,9 +305,10 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         from peft import PeftModel
 
         log.info("%s reached step %d already (checkpoint %s): recording it completed", run_dir, resume_step, resume_from)
-        trained = PeftModel.from_pretrained(model, str(resume_from))
-        trained.save_pretrained(str(rd.adapter_dir(run_dir)))
-        result = _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+        with guard.deferred():  # its last step is done: whatever signal comes, it is recorded complete
+            trained = PeftModel.from_pretrained(model, str(resume_from))
+            trained.save_pretrained(str(rd.adapter_dir(run_dir)))
+            result = _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
         _evaluate_after(tc, run_dir, rec, guard)
         return result
 
