@@ -26,11 +26,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-ALPHA = 0.05
+from tina.power import ALPHA, POWER, detectable  # noqa: F401  (one place: tina.plan --detect uses them too)
+
 LEVEL = 0.95
 FWER_METHOD = "holm-sidak"
 FWER_NAME = "Holm-Sidak step-down (statsmodels.stats.multitest.multipletests, method='holm-sidak')"
-POWER = 0.80
 
 
 def _seed_part(runs: list[np.ndarray]) -> tuple[np.ndarray, int]:
@@ -111,10 +111,3 @@ def verdict(delta: float, p_adjusted: float, alpha: float = ALPHA) -> str:
     if p_adjusted < alpha and delta != 0:
         return "better" if delta > 0 else "worse"
     return "indistinguishable"
-
-
-def detectable(se: float, df: float = np.inf, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest true difference a two-sided test at `alpha` finds with probability `power`,
-    given the standard error of the difference (same units as se)."""
-    df = 1e9 if not np.isfinite(df) else df
-    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)

@@ -161,3 +161,41 @@ def test_heldout_is_compared_where_there_is_no_evaluation_and_bad_baseline_is_re
     assert all(c["baseline"] == "lora.rank=32" for c in out["comparisons"])  # the paper's default
     bad = _cli(tmp_path / "sweep", "--baseline", "lora.rank=5")
     assert bad.returncode == 2 and "no arm has it (lora.rank takes 4, 8, 32)" in bad.stderr, bad.stderr
+
+
+# ----------------------------------------------------------------------------- tina.plan --detect
+def _plan(capsys, *args, seeds="train.seed=1,2"):
+    from tina.plan import main
+
+    rc = main(["-m", "lora.rank=8,32", seeds, "eval.n_samples=2", "eval.seeds=[0]", "--json", *args])
+    out = capsys.readouterr()
+    return rc, (json.loads(out.out) if rc == 0 else out.err)
+
+
+def test_plan_detect_is_what_a_sweep_of_that_size_finds_80_percent_of_the_time(capsys, tmp_path):
+    """One training seed per arm: there the plan's model and the analysis are the same test. (With
+    2-10 seeds the analysis also estimates the seed variance from them, and finds the planned
+    difference less often: tina/power.py SEEDS_NOTE.)"""
+    rc, p = _plan(capsys, "--detect", "3", seeds="train.seed=1")
+    assert rc == 0, p
+    toy = next(r for r in p["detect"]["rows"] if r["measure"] == "toy")
+    assert (toy["n_problems"], toy["samples_per_problem"], toy["seeds"]) == (200, 2, 1) and toy["assumed"] == ["toy"]
+    # simulate the worst case it assumes (every problem solved half the time) at that difference
+    rng = np.random.default_rng(2)
+    d = toy["detectable_pp"] / 100
+    arm = rng.binomial(2, 0.5 + d, size=(REPS, 1, 200)) / 2
+    base = rng.binomial(2, 0.5, size=(REPS, 1, 200)) / 2
+    found = np.mean(vd.paired([arm], [base])["p"] < vd.ALPHA)
+    assert abs(found - 0.8) < _tol(0.8), found
+    assert toy["n_samples_needed"] > 2 and toy["seeds_needed"] > 2  # 3 pp is below what this sweep sees
+    # a base model that solves each problem always or never leaves only seeds... and the answer shrinks
+    write_run(tmp_path / "base", [], [0.0, 1.0] * 100, ids(200), n_samples=8)
+    rc, q = _plan(capsys, "--detect", "3", "--base-eval", str(tmp_path / "base"), seeds="train.seed=1")
+    easy = next(r for r in q["detect"]["rows"] if r["measure"] == "toy")
+    assert rc == 0 and easy["assumed"] == [] and easy["detectable_pp"] < toy["detectable_pp"] / 5
+
+
+def test_plan_detect_refuses_bad_input_in_one_line(capsys, tmp_path):
+    for args in (["--detect", "0"], ["--detect", "3", "--base-eval", str(tmp_path / "nothing")]):
+        rc, err = _plan(capsys, *args)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
