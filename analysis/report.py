@@ -271,7 +271,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
         blocks.append(Heading(2, head + (f" — axes: {', '.join(axes)}" if axes else "")))
         if fixed:
             blocks.append(Para("Same in every run: " + ", ".join(f"{k}={num(v)}" for k, v in fixed.items())))
-        training, evaluation = run_tables(g, axes)
+        training, evaluation = verdict_report.with_intervals(g, *run_tables(g, axes))
         blocks += [Table(training, caption="Training"), Table(evaluation, caption="Evaluation and cost")]
     blocks += verdict_report.section(df)
     bad = df[df["status"].isin(BAD_STATUS) | df["error"].notna()]

@@ -50,27 +50,54 @@ def _with_ci(v: float, ci, signed: bool = False) -> str:
 
 
 # ----------------------------------------------------------------------------- per run
+def _intervals(run: str, checkpoint) -> dict:
+    """{measure: (low, high)} in % for one run: "heldout" (after training), each benchmark and "avg"
+    (their mean) at `checkpoint`: t intervals over the run's problems, where per-problem data exist."""
+    from tina import run_dir as rd
+    from tina.evaluate.results import read_results
+
+    if not Path(run).is_dir():
+        return {}
+    parts = {}
+    try:
+        held = rd.read_heldout(run).get("final")
+    except rd.RunDirError:
+        held = None
+    if isinstance(held, dict) and held.get("accuracy"):
+        parts["heldout"] = [np.asarray([np.nan if a is None else a for a in held["accuracy"]], dtype=float)]
+    evals = {x["benchmark"]: np.asarray(x["per_problem"], dtype=float) for x in read_results(run)
+             if x.get("checkpoint") == checkpoint and isinstance(x.get("per_problem"), list)}
+    parts.update({b: [v] for b, v in evals.items()})
+    if evals:
+        parts["avg"] = list(evals.values())
+    out = {}
+    for name, runs in parts.items():
+        runs = [v[~np.isnan(v)][None, :] for v in runs]
+        if all(r.shape[1] > 1 for r in runs):
+            _, lo, hi = vd.accuracy_interval(runs)
+            out[name] = (100 * lo, 100 * hi)
+    return out
+
+
 def run_intervals(df: pd.DataFrame, acol: str) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) in % of each row's accuracy measure (held-out after training, or the evaluation
-    mean at the row's eval_checkpoint): a t interval over the run's problems; NaN without per-problem data."""
-    from tina.evaluate.results import read_results
-    from tina import run_dir as rd
+    mean at the row's eval_checkpoint); NaN without per-problem data."""
+    key = {"heldout_final_accuracy": "heldout", "eval_avg": "avg"}.get(acol)
+    got = [_intervals(r["run"], r.get("eval_checkpoint")).get(key, (np.nan, np.nan)) for _, r in df.iterrows()]
+    return np.array([g[0] for g in got], dtype=float), np.array([g[1] for g in got], dtype=float)
 
-    low, high = np.full(len(df), np.nan), np.full(len(df), np.nan)
-    for j, (_, r) in enumerate(df.iterrows()):
-        runs = []
-        if acol == "heldout_final_accuracy":
-            held = rd.read_heldout(r["run"]).get("final") if Path(r["run"]).is_dir() else None
-            if isinstance(held, dict) and held.get("accuracy"):
-                runs = [np.asarray([np.nan if a is None else a for a in held["accuracy"]], dtype=float)]
-        elif acol == "eval_avg":
-            runs = [np.asarray(x["per_problem"], dtype=float) for x in read_results(r["run"])
-                    if x.get("checkpoint") == r.get("eval_checkpoint") and isinstance(x.get("per_problem"), list)]
-        runs = [v[~np.isnan(v)][None, :] for v in runs if np.isfinite(v).sum() > 1]
-        if runs:
-            _, lo, hi = vd.accuracy_interval(runs)
-            low[j], high[j] = 100 * lo, 100 * hi
-    return low, high
+
+def with_intervals(g: pd.DataFrame, training: pd.DataFrame, evaluation: pd.DataFrame):
+    """The run tables with each accuracy's 95% half-width over the run's problems (± pp) beside it."""
+    training, evaluation = training.copy(), evaluation.copy()
+    for i, (_, r) in enumerate(g.iterrows()):
+        iv = _intervals(r["run"], r.get("eval_checkpoint"))
+        for table, col, key in [(training, "held-out acc. % base→final", "heldout"),
+                                (evaluation, "eval avg %", "avg")] + \
+                [(evaluation, f"{c[5:]} %", c[5:]) for c in g.columns if c.startswith("eval/")]:
+            if col in table and key in iv:
+                table.iloc[i, table.columns.get_loc(col)] += f" ±{(iv[key][1] - iv[key][0]) / 2:.1f}"
+    return training, evaluation
 
 
 def pareto_ties(cost: np.ndarray, acc: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
