@@ -107,9 +107,12 @@ def pareto(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0, 100.0)):
-    """Cost against accuracy with the frontier; returns the frontier's indices."""
-    front = pareto(cost, acc)
+def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0, 100.0), yerr=None, front=None):
+    """Cost against accuracy with the frontier (`front`, else the strict one); `yerr` (2 x N, below and
+    above) draws each point's interval. Returns the frontier's indices."""
+    front = pareto(cost, acc) if front is None else front
+    if yerr is not None:
+        ax.errorbar(cost, acc, yerr=yerr, fmt="none", ecolor=color, alpha=0.45, lw=1, capsize=2, label="95% interval")
     ax.scatter(cost, acc, s=22, color=color, alpha=0.55, label="run", clip_on=False)
     fc, fa = cost[front], acc[front]
     ax.step(fc, fa, where="post", color="black", lw=1.2, label="Pareto frontier")
@@ -127,7 +130,7 @@ def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0,
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^1 3x10^1 ... overlap
     ax.margins(x=0.12)  # room for the labels of the extreme points
-    within(ax, acc, *acc_range, pad=0.2)
+    within(ax, acc if yerr is None else np.concatenate([acc - yerr[0], acc + yerr[1]]), *acc_range, pad=0.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)

@@ -26,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from analysis import early_stop
+from analysis import early_stop, verdict_report
 from analysis import paper as paper_tables
 from analysis import trainer_drift
 from analysis.cells import DASH, clip, duration, isnan, num, pct, sort_key
@@ -172,7 +173,11 @@ def cost_section(df, labels, shorts, with_paper: bool) -> list:
     n = 2 if with_paper else 1
     fig, ax = plt.subplots(1, n, figsize=(6.5 * n, 5.0), squeeze=False, layout="constrained")
     marks = [lab if len(lab) <= 24 else short for lab, short in zip(d["_label"], d["_short"])]
-    front = scatter(ax[0, 0], cost, acc, marks, clabel, "accuracy (%)", "this reproduction", "tab:blue")
+    low, high = verdict_report.run_intervals(d, acol)
+    bars = np.isfinite(low).any()
+    yerr = np.vstack([acc - low, high - acc]) if bars else None
+    front = scatter(ax[0, 0], cost, acc, marks, clabel, "accuracy (%)", "this reproduction", "tab:blue", yerr=yerr,
+                    front=verdict_report.pareto_ties(cost, acc, low, high) if bars else None)
     if with_paper:
         p = paper_tables.paper_rows()
         p = p[p["train_usd"].notna()]
@@ -180,7 +185,10 @@ def cost_section(df, labels, shorts, with_paper: bool) -> list:
                 list(p["name"].str.replace("Tina-", "")), "train USD (2x L40S at 1 USD/GPU-h)",
                 "average pass@1 over 6 benchmarks (%)", "paper (Tina)", "tab:orange")
     caption = (f"Accuracy: {alabel}. Cost: {clabel}. Circled: the Pareto frontier (no other run "
-               f"costs at most as much and is at least as accurate, better in one).")
+               f"costs at most as much and is at least as accurate, better in one)." if not bars else
+               f"Accuracy: {alabel}; bars: 95% intervals over the run's problems. Cost: {clabel}. Circled: the "
+               f"Pareto frontier, on which accuracies within noise tie: a run is off it when another costs at "
+               f"most as much and is more accurate beyond noise (two-sided 5%), or ties with it for less.")
     blocks.append(Image("cost_vs_accuracy.png", png(fig), "cost versus accuracy", caption))
     blocks.append(Para(f"Drawn: {len(d)} of {len(df)} runs. "
                        + (f"Left out: {'; '.join(left_out[:20])}" + (" ..." if len(left_out) > 20 else "")
@@ -266,9 +274,10 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
         blocks.append(Heading(2, head + (f" — axes: {', '.join(axes)}" if axes else "")))
         if fixed:
             blocks.append(Para("Same in every run: " + ", ".join(f"{k}={num(v)}" for k, v in fixed.items())))
-        training, evaluation = run_tables(g, axes)
+        training, evaluation = verdict_report.with_intervals(g, *run_tables(g, axes))
         blocks += [Table(training, caption="Training"), Table(evaluation, caption="Evaluation and cost")]
         blocks += trainer_drift.blocks(g["run"], {r: by_run[r] for r in g["run"]})
+    blocks += verdict_report.section(df)
     bad = df[df["status"].isin(BAD_STATUS) | df["error"].notna()]
     if len(bad):
         blocks += [Heading(2, "Runs that need attention"),
@@ -284,6 +293,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
     blocks += _search_blocks(paths)
     if paper:
         blocks += paper_tables.section(df, grouped, *accuracy_measure(df))
+        blocks += verdict_report.paper_noise(paper_tables.paper_rows())
     blocks += [Heading(2, "Transition detection, run by run"),
                Table(pd.DataFrame({"run": shorts, "": labels,
                                    "transition": [num(v) for v in df["transition_step"]],

@@ -135,6 +135,11 @@ def test_heldout_score_is_seeded_and_leaves_state_alone(model, tokenizer):
     model.eval()
     assert a == score(model, tokenizer, prompts, golds, seed=3, num_samples=2, batch_size=8)
     assert a["n"] == 12 and 0 <= a["format"] <= 1 and 0 <= a["accuracy"] <= 1
+    from tina.run_dir import problem_id
+
+    per = a["per_problem"]  # what analysis.compare pairs by: each problem's id and mean over its 2 samples
+    assert per["problem_ids"] == [problem_id(r["problem"]) for r in rows] and per["n_samples"] == 2
+    assert sum(per["accuracy"]) / 6 == pytest.approx(a["accuracy"]) and set(per["accuracy"]) <= {0, 0.5, 1}
 
 
 def test_base_has_room_to_learn(model, tokenizer):

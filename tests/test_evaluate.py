@@ -28,6 +28,8 @@ from tina.evaluate import lighteval_run as lr
 from tina.evaluate.checkpoints import select
 from tina.evaluate.config import check_override_keys, to_eval_config, validate
 from tina.evaluate.results import read_results, result_path
+from tina import toy
+from tina.run_dir import problem_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -138,6 +140,8 @@ def test_cpu_backend_end_to_end_on_the_tiny_model(tmp_path):
         assert r["backend"] == "transformers" and r["wall_seconds"] > 0 and 0.0 <= r["extra"]["format"] <= 1.0
         assert r["settings"]["temperature"] == 0.6 and r["settings"]["top_p"] == 0.95
         assert (r["adapter"] is None) == (r["checkpoint"] == "base")
+        # which problem each outcome is: the toy split's problems, as training's held-out split names them
+        assert r["problem_ids"] == [problem_id(row["problem"]) for row in toy.rows("test", 16, 0)]
     # LoRA weights were applied: the adapter's completions differ from the base's somewhere
     per = {r["checkpoint"]: r for r in records}
     assert per["adapter"]["runs"] != per["base"]["runs"] or per["adapter"]["extra"] != per["base"]["extra"]

@@ -106,3 +106,29 @@ def test_real_sweep_renders_at_1400px(chromium, tmp_path_factory, tmp_path, monk
     found = render(chromium, page, tmp_path / "real_sweep.png")
     check(found, page)
     assert found["images"] == 3  # curves, cost vs accuracy, the evaluated run's checkpoints
+
+
+def test_verdicts_render_at_1400px(chromium, tmp_path, monkeypatch):
+    """A seeds x rank sweep with per-problem held-out outcomes: the verdict table, the accuracies with
+    their intervals, error bars and the frontier with ties, and what the paper's differences are worth."""
+    import numpy as np
+
+    from tests.synthetic_outcomes import ids, write_run
+    from tina import run_dir as rd
+
+    monkeypatch.setenv("TINA_ANALYSIS_CACHE", str(tmp_path / "_cache"))
+    rng, sweep, j = np.random.default_rng(0), tmp_path / "sweep", 0
+    for rank, p in ((8, 0.6), (32, 0.5), (64, 0.52)):
+        for seed in (1, 2):
+            run = write_run(sweep / f"{j}_lora.rank-{rank}__train.seed-{seed}", [f"lora.rank={rank}", f"train.seed={seed}"],
+                            rng.binomial(1, p, 200), ids(200), benchmark=None, n_samples=1)
+            rd.write_summary(run, wall_seconds=100.0 + 10 * rank + seed, device={"type": "cpu", "num_gpus": 0})
+            j += 1
+    assert report_main([str(sweep), "--out", str(tmp_path / "report"), "--paper"]) == 0
+    page = tmp_path / "report" / "report.html"
+    found = render(chromium, page, tmp_path / "verdicts.png")
+    check(found, page)
+    html = page.read_text()
+    assert "Verdicts: arms against the baseline" in html and "baseline lora.rank=32" in html
+    assert html.count("indistinguishable") + html.count("better") + html.count("worse") >= 2
+    assert "bars: 95% intervals" in html and "differences are worth" in html

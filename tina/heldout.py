@@ -61,16 +61,21 @@ def score(
 
     `prompts` are conversations ([{"role": "system", ...}, {"role": "user", ...}]), `solutions`
     the gold answers, one per prompt. Returns {"format": float, "accuracy": float, "n": int},
-    n the number of completions scored. Completions whose gold math-verify cannot parse are left
-    out of the accuracy mean (as TRL leaves out a None reward); accuracy is NaN if all are.
+    n the number of completions scored, and "per_problem" {"problem_ids", "accuracy"}: each
+    problem's mean accuracy over its samples, in prompt order, for paired comparisons between runs
+    (analysis.compare); the ids are `tina.run_dir.problem_id` of the user message. Completions whose
+    gold math-verify cannot parse are left out of the accuracy mean (as TRL leaves out a None
+    reward); accuracy is NaN if all are, and that problem's per-problem accuracy None.
     The global torch RNG is left as it was; the model's train/eval mode too.
     """
     from tina.rewards import get_reward
+    from tina.run_dir import problem_id
 
     if len(prompts) != len(solutions):
         raise ValueError(f"{len(prompts)} prompts but {len(solutions)} solutions")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    ids = [problem_id(next(m["content"] for m in reversed(p) if m["role"] == "user")) for p in prompts]
     prompts = [p for p in prompts for _ in range(num_samples)]
     solutions = [s for s in solutions for _ in range(num_samples)]
     if not prompts:
@@ -89,9 +94,13 @@ def score(
 
     completions = [[{"role": "assistant", "content": t}] for t in texts]
     fmt = get_reward("format")(completions, solution=solutions)
-    acc = [a for a in get_reward("accuracy")(completions, solution=solutions) if a is not None]
+    raw = get_reward("accuracy")(completions, solution=solutions)
+    acc = [a for a in raw if a is not None]
+    per = [raw[i * num_samples:(i + 1) * num_samples] for i in range(len(ids))]
     return {
         "format": sum(fmt) / len(fmt),
         "accuracy": sum(acc) / len(acc) if acc else float("nan"),
         "n": len(texts),
+        "per_problem": {"problem_ids": ids, "n_samples": num_samples,
+                        "accuracy": [None if None in a else sum(a) / len(a) for a in per]},
     }

@@ -48,6 +48,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 EVAL = "eval"
+HELDOUT = "heldout.json"  # per-problem held-out outcomes, before and after training (kept out of the summary: ~20 B a problem)
 LOCK = ".lock"
 HYDRA = ".hydra"  # Hydra's record of the job: these three files
 HYDRA_CONFIG, HYDRA_YAML, HYDRA_OVERRIDES = "config.yaml", "hydra.yaml", "overrides.yaml"
@@ -224,6 +225,25 @@ def discard_new(run_dir: Path, before: set[Path]) -> None:
             run_dir.rmdir()
         except OSError:
             pass
+
+
+def problem_id(text: str) -> str:
+    """A problem's identity in every record (held-out, evaluation): the first 16 hex digits of the
+    sha256 of the text it is asked with, so two runs' answers pair by problem, never by position."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_heldout(run_dir: Path | str, which: str, per_problem: dict) -> None:
+    """Record one held-out scoring's per-problem outcomes ("base" or "final") in RUN/heldout.json."""
+    path = Path(run_dir) / HELDOUT
+    atomic_write(path, json.dumps({**read_json(path), which: per_problem}))
+
+
+def read_heldout(run_dir: Path | str) -> dict:
+    """{"base"|"final": {"problem_ids", "n_samples", "accuracy"}}; {} for runs recorded before it existed."""
+    return read_json(Path(run_dir) / HELDOUT)
 
 
 # --------------------------------------------------------------------------- metrics

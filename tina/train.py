@@ -184,13 +184,17 @@ def reward_funcs(tc: TinaConfig) -> list:
     return [get_reward(name, **spec.params) for name, spec in tc.reward.funcs.items()]
 
 
-def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
+def _heldout(model, tokenizer, eval_ds, tc: TinaConfig, run_dir: Path, which: str) -> dict:
+    """Held-out scores for summary.json; the per-problem outcomes go to RUN/heldout.json first, so a
+    summary that names a score always has its per-problem record beside it."""
     from tina.heldout import score
 
-    return score(
+    scored = score(
         model, tokenizer, list(eval_ds["prompt"]), list(eval_ds["solution"]),
         temperature=tc.algorithm.temperature, max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
     )
+    rd.write_heldout(run_dir, which, scored.pop("per_problem"))
+    return scored
 
 
 def train(cfg: DictConfig) -> dict:
@@ -297,7 +301,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         else:
             (run_dir / rd.METRICS).unlink(missing_ok=True)
         if eval_ds is not None and "heldout_base" not in rd.read_summary(run_dir):
-            rec.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc))
+            rec.write(heldout_base=_heldout(model, tokenizer, eval_ds, tc, run_dir, "base"))
             log.info("held-out before training: %s", _scores(rd.read_summary(run_dir)["heldout_base"]))
 
     if tc.stop_step is not None and resume_step >= tc.stop_step:
@@ -363,7 +367,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
 
 def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
     if status in ("completed", "stopped_early") and eval_ds is not None and rec.enabled:
-        fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc)
+        fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc, run_dir, "final")
         log.info("held-out after training: %s", _scores(fields["heldout_final"]))
     result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
     log.info("%s after %d steps in %.0f s: %s", status, fields["steps"], result["wall_seconds"], run_dir)

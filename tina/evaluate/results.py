@@ -15,6 +15,8 @@ Keys (analysis/collect.py reads exactly these):
   seeds         [int]  sampling seeds
   runs          [float] the score of each single-sample run, seed-major
   per_problem   [float]|null  mean correctness per problem
+  problem_ids   [str]  per_problem's problems (tina.run_dir.problem_id of the query): analysis.compare
+                       pairs two records by these; records written before it have none
   backend       "transformers"|"accelerate"|"vllm" (tina/evaluate/config.py Backend)
   model         str    base model (hub id or path); adapter: str|null, the LoRA weights evaluated
   settings      {...}  everything that changes the number (sampling, prompts, metric, data source)

@@ -145,6 +145,7 @@ def evaluate(ec: EvaluateConfig) -> list[dict]:
                 **common,
                 **res.summarise(scored["runs"], scored.get("per_problem")),
                 "n_problems": len(data[b.name]),
+                "problem_ids": [rd.problem_id(x["query"]) for x in data[b.name]],
                 "settings": settings,
                 "wall_seconds": scored["wall_seconds"],
                 "paper_column": b.paper_column,
