@@ -18,6 +18,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from tina import run_dir as rd
+from tina.errors import RunDirError
 from tina.overrides import command, override
 
 # {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
@@ -179,7 +180,10 @@ def _rerun_hint(sweep: Path, rows: list[dict]) -> set[int]:
     todo = {r["num"] for r in rows if needs_rerun(r)}
     if rd.is_run(sweep):
         if todo:
-            print(f"to rerun it: {rerun_command(sweep)}")
+            try:
+                print(f"to rerun it: {rerun_command(sweep)}")
+            except RunDirError as e:  # its recorded overrides are damaged: no command to give
+                print(f"to rerun it: run tina.train with its overrides and hydra.run.dir={sweep} ({e})")
         return todo
     try:
         todo |= set(range(len(compose_sweep(recorded_overrides(sweep), multirun=True)[2]))) - {r["num"] for r in rows}

@@ -5,6 +5,11 @@ submitting the rest should cost those jobs again, not a hundred. The jobs are ex
 what the sweep recorded (SWEEP_DIR/multirun.yaml: its overrides and launcher settings), each
 keeps its job number and so its run directory, and tina.train resumes it from its own last
 checkpoint there. Finished jobs are never launched, so not one of their files is touched.
+
+It ends with every job's fate, because a rerun is often one of several hands on a sweep (another
+rerun, a job still alive): ran (and how it ended), already finished (by another process since the
+list was made), refused (its run directory held by another process: who) or failed (the error).
+The exit status is 0 only when every job it launched ran.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from hydra.core.utils import JobStatus
 
 from tina import run_dir as rd
@@ -27,6 +31,7 @@ from tina.train import NOTHING_TO_DO
 
 # What became of a job a rerun launched, in the order the summary line gives them.
 FATES = ("ran", "already finished", "refused", "failed")
+
 
 def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
     """(every job's row with its overrides, the rows of those to rerun)."""

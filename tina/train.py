@@ -475,7 +475,9 @@ def precheck(args: list[str]) -> None:
             cfg = compose("train", overrides=overrides)
         except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
             raise ConfigError(composition_error(e)) from None
-    given = {a.lstrip("+").split("=", 1)[0]: a.split("=", 1)[1] for a in overrides if "=" in a}
+    # values as Hydra reads them: a quoted path (hydra.run.dir='/a,b') names the directory without its quotes
+    given = {o.key_or_group: str(o.value()) for o in OverridesParser.create().parse_overrides(overrides)
+             if o.value() is not None and not o.is_delete()}
     run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
     cfg.train.output_dir = run_dir or "set-when-the-job-starts"
     validate(cfg)
