@@ -14,6 +14,7 @@ through :func:`read_metrics` so that those edge cases are handled once:
   LATER line wins key by key (``groupby("step").last()``): a re-logged step replaces the earlier
   one, and a trailing end-of-training line that shares the last step (``train_runtime`` ...) adds
   its keys without wiping that step's training metrics;
+* keys written with spaces around their slashes (notebook exports) are TRL's keys (normalise_key);
 * the result is sorted by ``step`` (int64) with a fresh index; other columns are as JSON gave them
   (numbers -> float/int, ``null`` -> NaN).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -29,7 +31,15 @@ import pandas as pd
 
 from tina.run_dir import METRICS
 
-__all__ = ["read_metrics", "metrics_path"]
+__all__ = ["read_metrics", "metrics_path", "normalise_key"]
+
+_SLASH = re.compile(r"\s*/\s*")
+
+
+def normalise_key(key: str) -> str:
+    """Notebook exports write TRL's keys with spaces around the slashes
+    (``rewards / format_reward / mean``): the same key as ``rewards/format_reward/mean``."""
+    return _SLASH.sub("/", key.strip()) if "/" in key else key.strip()
 
 
 def metrics_path(path: str | Path) -> Path:
@@ -86,6 +96,8 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     for obj in _parse(lines, p):
         step = _step_of(obj) if isinstance(obj, dict) else None
         if step is not None:
+            if any(" " in k for k in obj):  # cheap test first: TRL's own keys have no spaces
+                obj = {normalise_key(k): v for k, v in obj.items()}
             obj["step"] = step
             rows.append(obj)
     if not rows:
