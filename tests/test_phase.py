@@ -352,3 +352,62 @@ def test_notebook_keys_with_spaces_and_older_reward_names(tmp_path):
     assert older["acquisition_step"] == res["acquisition_step"]
     # a key the caller names is used as named, never swapped for a fallback
     assert detect(pd.DataFrame({"step": t, "x": f}), format_key="y")["evidence"]["format"]["available"] is False
+
+
+# ----------------------------------------------------------------------------- frozen real runs
+CURVES = ROOT / "tests" / "fixtures" / "curves"
+
+
+def _rule_labels(df: pd.DataFrame) -> tuple[int | None, int | None]:
+    """Labels by a rule that shares nothing with the detector: acquisition is the first step whose
+    trailing 10-step mean of the format reward is halfway from its first 5 to its last 50 steps'
+    mean (None when that rise is under 0.1); a destabilisation is the first step after it where
+    the trailing 20-step mean falls 0.1 below its running maximum (None when it never does)."""
+    f = df[FORMAT_KEY].to_numpy(float)
+    start, end = f[:5].mean(), f[-50:].mean()
+    trail = pd.Series(f).rolling(10, min_periods=1).mean().to_numpy()
+    acq = None
+    if end - start >= 0.1:
+        acq = int(df["step"].iloc[int(np.argmax(trail >= (start + end) / 2))])
+    t20 = pd.Series(f).rolling(20, min_periods=20).mean().to_numpy()
+    after = df["step"].to_numpy() > (acq or 0)
+    low = after & (t20 < np.fmax.accumulate(np.nan_to_num(t20, nan=-1)) - 0.1)
+    return acq, (int(df["step"].iloc[int(np.argmax(low))]) if low.any() else None)
+
+
+@pytest.mark.parametrize("name", ["default_seed42", "checks_base_budget42"])
+def test_frozen_cpu_runs(name):
+    """Two real GRPO runs on CPU, frozen (metrics.jsonl, key columns): the embedded default
+    (python -m tina.train, seed 42) and a base warm-started with re-checking traces at a 42-token
+    budget (its length falls to a minimum and rebounds, the cut share stays under 5%, the format
+    holds). Both learn the format in the first ~30 steps and neither destabilises."""
+    df = read_metrics(CURVES / f"{name}.jsonl")
+    acq, destab = _rule_labels(df)
+    res = detect(df)
+    assert acq is not None and destab is None
+    assert res["acquisition_step"] is not None and abs(res["acquisition_step"] - acq) <= 0.05 * len(df), \
+        (res["acquisition_reason"], acq)
+    assert res["step"] is None, res["reason"]
+
+
+# ----------------------------------------------------------------------------- explaining signals
+def test_stopped_learning_and_the_cut_share_on_the_console(tmp_path):
+    from analysis.row import STOPPED_LEARNING, read_run
+    from tina.callbacks import QuietProgress
+    from tina.phase import no_signal_streak
+
+    metrics = [{"step": s, FORMAT_KEY: 0.9, LENGTH_KEY: 30.0, "reward": 1.0,
+                "frac_reward_zero_std": 1.0 if 20 <= s < 20 + STOPPED_LEARNING + 2 else 0.5}
+               for s in range(1, 60)]
+    df = pd.DataFrame(metrics)
+    assert no_signal_streak(df) == (20, STOPPED_LEARNING + 2)
+    assert no_signal_streak(df.assign(frac_reward_zero_std=0.25)) is None
+    assert no_signal_streak(df.drop(columns=["frac_reward_zero_std"])) is None
+    run = make_run(tmp_path / "run", metrics=metrics)
+    row = read_run(str(run))
+    assert any(n.startswith(f"stopped learning: no group with a reward spread for {STOPPED_LEARNING + 2}")
+               for n in row["notes"]), row["notes"]
+    assert row["no_signal_streak"] == STOPPED_LEARNING + 2
+    line = QuietProgress.numbers({FORMAT_KEY: 0.9, "completions/clipped_ratio": 0.25})
+    assert "cut 25%" in line
+    assert "cut" not in QuietProgress.numbers({FORMAT_KEY: 0.9, "completions/clipped_ratio": 0.0})

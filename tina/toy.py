@@ -83,20 +83,13 @@ def _reasoning(a: int, b: int) -> str:
 MALFORMED = ("no_newline_before_close", "no_newline_after_close", "no_close")
 
 
-def checks(a: int, b: int, n: int) -> str:
-    """`n` lines that check the sum again ('check 72'): short, because every token costs CPU time."""
-    return "".join(f"\ncheck {a + b}" for _ in range(n))
-
-
-def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.Random,
-          n_checks: int = 0, slip: bool = False) -> str:
+def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.Random) -> str:
     """A completion for `problem` whose gold is `answer` (int, "68" or "$68$").
 
     Well formed: `<think>\\n{work}\\n</think>\\n<answer>\\n\\boxed{68}\\n</answer>`.
     `guessed`: the work is cut to "guess 2+4=6" (tens only) and the answer is 60: wrong unless both
     units are 0.
     `malformed`: one of MALFORMED, each of which the format reward rejects.
-    `n_checks`: that many check lines after the work; `slip`: the answer is off by the carry (10).
     """
     a, b = parse_problem(problem)
     gold = int(str(answer).strip().strip("$"))
@@ -106,9 +99,8 @@ def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.R
         value = (a // 10 + b // 10) * 10
         work = f"guess {a // 10}+{b // 10}={a // 10 + b // 10}"
     else:
-        # a slip: the carry lost (or one invented) between the work and the answer
-        value = gold + (-10 if (a % 10 + b % 10) >= 10 else 10) if slip else gold
-        work = _reasoning(a, b) + checks(a, b, n_checks)
+        value = gold
+        work = _reasoning(a, b)
     answer_block = f"<answer>\n\\boxed{{{value}}}\n</answer>"
     if not malformed:
         return f"<think>\n{work}\n</think>\n{answer_block}"

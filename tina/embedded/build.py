@@ -91,21 +91,6 @@ SFT = dict(
     p_guessed=0.40,
 )
 
-# The toy_transition base (tina/embedded/transition): the same task, but its traces may re-check the
-# sum ("check 72" lines) and the answer is more often right the more checks precede it, as in a
-# distilled model whose longer reasoning is more accurate. GRPO's accuracy reward then lengthens
-# the reasoning until completions pass the length budget (conf/experiment/toy_transition.yaml) and
-# lose their closing tags: the format reward falls after it has been learnt.
-TRANSITION = dict(
-    SFT,
-    p_malformed=0.35,
-    p_guessed=0.0,
-    checks=(0.35, 0.25, 0.2, 0.12, 0.08),   # share of traces with 0, 1, 2, ... check lines
-    right=(0.25, 0.55, 0.75, 0.9, 0.97),    # share of those whose answer is right
-)
-VARIANTS = {"tiny": SFT, "transition": TRANSITION}
-TRANSITION_DIR = TINY_DIR.parent / "transition"
-
 FILES = (
     "config.json", "generation_config.json", "model.safetensors",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -119,16 +104,14 @@ def conversation(problem: str, completion: str | None = None) -> list[dict]:
     return messages
 
 
-def _sample_traces(problems: list[dict], rng: random.Random, spec: dict = SFT) -> list[str]:
-    out = []
-    for p in problems:
-        malformed, guessed = rng.random() < spec["p_malformed"], rng.random() < spec["p_guessed"]
-        kw = {}
-        if "checks" in spec:
-            n = rng.choices(range(len(spec["checks"])), weights=spec["checks"])[0]
-            kw = dict(n_checks=n, slip=rng.random() >= spec["right"][n])
-        out.append(toy.trace(p["problem"], p["solution"], malformed=malformed, guessed=guessed, rng=rng, **kw))
-    return out
+def _sample_traces(problems: list[dict], rng: random.Random) -> list[str]:
+    return [
+        toy.trace(
+            p["problem"], p["solution"],
+            malformed=rng.random() < SFT["p_malformed"], guessed=rng.random() < SFT["p_guessed"], rng=rng,
+        )
+        for p in problems
+    ]
 
 
 def _render(problem: str, completion: str) -> str:
@@ -136,7 +119,7 @@ def _render(problem: str, completion: str) -> str:
     return f"<|system|>{toy.SYSTEM_PROMPT}<|user|>{problem}<|assistant|>{completion}{EOS}"
 
 
-def build_tokenizer(seed: int, spec: dict = SFT):
+def build_tokenizer(seed: int):
     """A raw `tokenizers.Tokenizer` with Qwen2's pre-tokenization, trained on toy conversations."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
@@ -152,7 +135,7 @@ def build_tokenizer(seed: int, spec: dict = SFT):
     tok.decoder = decoders.ByteLevel()
     rng = random.Random(f"tina.embedded.tokenizer/{seed}")
     problems = toy.rows("train", 2000, seed)
-    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng, spec))]
+    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng))]
     # Tags and role markers are whole tokens that split the text before BPE sees it: train on the
     # pieces between them, so their own text never enters the merges.
     markers = re.compile("|".join(re.escape(m) for m in [EOS, *ROLE_TOKENS, *TAGS]))
@@ -190,14 +173,14 @@ def build_model(vocab_size: int, eos_id: int, seed: int):
     return model
 
 
-def warm_start(model, hf, seed: int, log=print, spec: dict = SFT) -> None:
+def warm_start(model, hf, seed: int, log=print) -> None:
     """Supervised training on sampled toy traces; loss on the completion (and its EOS) only."""
     import torch
 
-    steps, batch_size = spec["steps"], spec["batch_size"]
+    steps, batch_size = SFT["steps"], SFT["batch_size"]
     rng = random.Random(f"tina.embedded.sft/{seed}")
     problems = toy.rows("train", steps * batch_size, seed)
-    completions = _sample_traces(problems, rng, spec)
+    completions = _sample_traces(problems, rng)
     raw = hf.backend_tokenizer
     prompt_ids: dict[str, list[int]] = {}
     for p in problems:
@@ -217,12 +200,12 @@ def warm_start(model, hf, seed: int, log=print, spec: dict = SFT) -> None:
         mask[i, : len(s)] = 1
         labels[i, len(s) - len(c) : len(s)] = torch.tensor(c)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=spec["lr"], betas=(0.9, spec["beta2"]), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=SFT["lr"], betas=(0.9, SFT["beta2"]), weight_decay=0.0)
 
     def lr_at(step: int) -> float:
-        if step < spec["warmup"]:
-            return (step + 1) / spec["warmup"]
-        progress = (step - spec["warmup"]) / max(1, steps - spec["warmup"])
+        if step < SFT["warmup"]:
+            return (step + 1) / SFT["warmup"]
+        progress = (step - SFT["warmup"]) / max(1, steps - SFT["warmup"])
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -240,7 +223,7 @@ def warm_start(model, hf, seed: int, log=print, spec: dict = SFT) -> None:
     model.eval()
 
 
-def build(out: Path = TINY_DIR, seed: int = 0, log=print, variant: str = "tiny") -> Path:
+def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
     """Build tokenizer, model and warm start into `out` (its previous build files are replaced)."""
     import torch
 
@@ -250,12 +233,11 @@ def build(out: Path = TINY_DIR, seed: int = 0, log=print, variant: str = "tiny")
     try:
         out = Path(out)
         started = time.time()
-        spec = VARIANTS[variant]
-        raw = build_tokenizer(seed, spec)
+        raw = build_tokenizer(seed)
         hf = hf_tokenizer(raw)
         model = build_model(len(hf), hf.eos_token_id, seed)
         log(f"tokenizer: {len(hf)} tokens; model: {model.num_parameters()} parameters")
-        warm_start(model, hf, seed, log=log, spec=spec)
+        warm_start(model, hf, seed, log=log)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -274,8 +256,7 @@ def build(out: Path = TINY_DIR, seed: int = 0, log=print, variant: str = "tiny")
     return out
 
 
-def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed: int = 0,
-                max_new_tokens: int = 32) -> list[dict]:
+def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed: int = 0) -> list[dict]:
     """Held-out format/accuracy of the built model, sampled as GRPO samples (temperature 0.7, 32 tokens)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -286,25 +267,19 @@ def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed:
     model = AutoModelForCausalLM.from_pretrained(path)
     test = toy.rows("test", eval_size, problem_seed)
     prompts = [conversation(r["problem"]) for r in test]
-    return [score(model, tokenizer, prompts, [r["solution"] for r in test], seed=s, max_new_tokens=max_new_tokens)
-            for s in seeds]
+    return [score(model, tokenizer, prompts, [r["solution"] for r in test], seed=s) for s in seeds]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="tiny",
-                        help="tiny: the default run's base; transition: experiment=toy_transition's")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default: {TINY_DIR} or {TRANSITION_DIR})")
+    parser.add_argument("--out", type=Path, default=TINY_DIR, help=f"output folder (default: {TINY_DIR})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")
     args = parser.parse_args(argv)
-    default = TINY_DIR if args.variant == "tiny" else TRANSITION_DIR
-    out = build(args.out or default, args.seed, variant=args.variant)
+    out = build(args.out, args.seed)
     if not args.no_eval:
         started = time.time()
-        tokens = 32 if args.variant == "tiny" else 64
-        for s, r in zip((0, 1, 2), base_scores(out, max_new_tokens=tokens)):
+        for s, r in zip((0, 1, 2), base_scores(out)):
             print(f"held-out base (200 test problems, sampling seed {s}): "
                   f"format {r['format']:.3f}  accuracy {r['accuracy']:.3f}")
         print(f"evaluated in {time.time() - started:.1f} s")
