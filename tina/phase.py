@@ -78,7 +78,7 @@ How, and WHY built this way
    are TRL's (tina.metrics.normalise_key).
 
 Measured accuracy (tests/test_phase.py, 50 synthetic runs of 300-2000 steps with realistic noise):
-86% of transitions within +-2% of the run length, 96% within +-5%, 1 missed (a noisy short run);
+88% of transitions within +-2% of the run length, 96% within +-5%, 1 missed (a noisy short run);
 no false transition on flat, rising-then-plateau or LIMR-like curves. The figures are stated and
 checked there.
 """
@@ -597,7 +597,7 @@ def detect(
             step, _, f_step, l_step, i = pairs[0]
             turn, conf, combination = f_turns[i], "high", "both"
             reason = (f"format reward falls from step {f_step} and completion length bottoms out "
-                      f"at step {l_step} (within {tol} steps): destabilisation at the earlier, {step}")
+                      f"at step {l_step} (within {tol} steps): transition at the earlier, {step}")
         else:
             l_step = l_turns[0] if l_turns else None
             combination = "format" if ln["available"] else f"format only (length: {ln['note']})"
@@ -610,8 +610,8 @@ def detect(
                 if c == "high" or (c == "medium" and (why or not require_both)):
                     step = f_step = t["step"]
                     turn, conf = t, ("high" if why else c)
-                    reason = (f"format reward falls by {t['effect']:.3g} ({t['effect_in_noise_sd']:.1f} "
-                              f"noise SD) from step {step}" + (f": {why}" if why else ""))
+                    reason = (f"transition at step {step}: the format reward falls by {t['effect']:.3g} "
+                              f"({t['effect_in_noise_sd']:.1f} noise SD)" + (f"; {why}" if why else ""))
                     break
             if step is None:  # a gentle, lasting fall the penalised fit merges into the hold
                 sag = _sag(*series["format"], fmt["smooth_window"], acq)
@@ -622,7 +622,7 @@ def detect(
                         step = f_step = sag["step"]
                         conf = "high" if why else sag["confidence"]
                         turn = {"bracket": [sag["from_step"]], "after_until_step": sag["low_step"]}
-                        reason = sag["reason"] + (f": {why}" if why else "")
+                        reason = f"transition at step {step}: " + sag["reason"] + (f"; {why}" if why else "")
                     fmt["sag"] = sag
             if step is None:
                 desc = f"format turns at {[t['step'] for t in f_turns] or 'no step'}, length turns at {l_turns or 'no step'}"
