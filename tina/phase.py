@@ -114,7 +114,7 @@ DEFAULTS = {
     "t_min": 3.0,        # slope t-statistic for a piece to be rising/falling
     "min_effect": 1.0,   # a turn's fall/rebound in units of the raw noise SD
     "tolerance": None,   # steps between the two metrics' turns (None: max(10% span, 2 bins))
-    "require_both": True,
+    "require_both": True,  # False: a medium fall of the format alone counts without the length or cut share
     "refine": True,      # move each turn to the best continuous hinge on the raw points
 }
 MIN_POINTS = 8  # fewer usable points than this: the metric counts as unavailable
