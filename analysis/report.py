@@ -43,7 +43,7 @@ __all__ = ["build", "main"]
 PER_FIGURE = 10       # runs per curve figure: more lines stop being readable
 MAX_CURVE_RUNS = 60   # curves are read from disk: bound the report's time on 1,000-run sweeps
 _NEEDED = ("name", "sweep", "status", "steps", "max_steps", "logged_steps", "transition_step",
-           "transition_reason", "best_checkpoint", "error", "notes", "usd", "gpu_hours", "epochs")
+           "transition_reason", "transition_confidence", "acquisition_step", "best_checkpoint", "error", "notes", "usd", "gpu_hours", "epochs")
 # (column, how the report names it): the accuracy measures, best first
 MEASURES = (("eval_avg", "evaluation pass@1 (%), mean over the benchmarks evaluated, at each run's "
                          "best evaluated checkpoint"),
@@ -102,6 +102,7 @@ def run_tables(g: pd.DataFrame, axes) -> tuple[pd.DataFrame, pd.DataFrame]:
         tries = r.get("attempts")
         train.append({**key, "status": r["status"], "steps": f"{num(r['steps'])}/{num(r['max_steps'])}",
                       "attempts": str(int(tries)) if not isnan(tries) and tries > 1 else DASH,  # requeues, reruns
+                      "acquired": num(r.get("acquisition_step")),
                       "transition": num(r.get("transition_step")), "best ckpt": num(r.get("best_checkpoint")),
                       "format peak": num(r.get("format_peak")),
                       "acc. reward (final)": num(r.get("accuracy_final")),
@@ -296,7 +297,9 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
         blocks += verdict_report.paper_noise(paper_tables.paper_rows())
     blocks += [Heading(2, "Transition detection, run by run"),
                Table(pd.DataFrame({"run": shorts, "": labels,
+                                   "format acquired": [num(v) for v in df["acquisition_step"]],
                                    "transition": [num(v) for v in df["transition_step"]],
+                                   "confidence": df["transition_confidence"].fillna(DASH).tolist(),
                                    "best ckpt": [num(v) for v in df["best_checkpoint"]],
                                    "why": df["transition_reason"].fillna("no metrics")}))]
 

@@ -31,7 +31,11 @@ METRICS = {
     "accuracy": "rewards/accuracy_reward/mean",
     "length": phase.LENGTH_KEY,
     "kl": "kl",
+    "cut": phase.CLIPPED_KEY,
+    "no_signal": phase.ZERO_STD_KEY,
+    "entropy": phase.ENTROPY_KEY,
 }
+STOPPED_LEARNING = 10  # logged steps in a row with no group's rewards spread: the run stopped learning
 # Resolved config values every row carries: they identify an experiment even when the sweep
 # varied a whole group (experiment=..., algorithm=...) rather than these keys themselves.
 CONFIG_COLUMNS = ("dataset.name", "algorithm.name", "lora.rank", "optim.lr", "model.name_or_path")
@@ -227,7 +231,15 @@ def _read_run(run: Path) -> dict:
                 if isinstance(ev, dict) and not ev.get("available", True) and ev.get("note")]
     if step is None and unusable:  # say why a metric was unusable: too short a run, usually
         reason += f" ({'; '.join(unusable)})"
+    streak = phase.no_signal_streak(df) if len(df) else None
+    if streak and streak[1] >= STOPPED_LEARNING:
+        notes.append(f"stopped learning: no group with a reward spread for {streak[1]} logged steps "
+                     f"from step {streak[0]}")
     row.update(
+        no_signal_streak=streak[1] if streak else None,
+        acquisition_step=tr["acquisition_step"] if tr else None,
+        acquisition_confidence=tr["acquisition_confidence"] if tr else None,
+        transition_confidence=tr["confidence"] if tr else None,
         transition_step=step,
         transition_format_step=tr["format_step"] if tr else None,
         transition_length_step=tr["length_step"] if tr else None,

@@ -134,9 +134,11 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     stopped_early, failed, interrupted, preempted, running, died, not started, no summary,
     unreadable; its reason goes to notes), summary_status (as summary.json says); the
     overrides (``df.attrs["overrides"]``, typed) and CONFIG_COLUMNS; steps, max_steps,
-    stop_at_step, logged_steps, epochs; for reward, format, accuracy, length, kl: <m>_peak,
+    stop_at_step, logged_steps, epochs; for reward, format, accuracy, length, kl, cut, no_signal,
+    entropy: <m>_peak,
     <m>_peak_step, <m>_final (last logged value), length_min; transition_step,
-    transition_format_step, transition_length_step, transition_reason (analysis.phase.detect),
+    transition_format_step, transition_length_step, transition_reason, transition_confidence,
+    acquisition_step, acquisition_confidence (analysis.phase.detect), no_signal_streak,
     saved_steps, best_checkpoint (phase.best_checkpoint); heldout_{base,final}_{format,accuracy};
     eval_* and eval/<benchmark>; wall_seconds, attempts (processes that ran it: requeues, reruns),
     gpu_type, num_gpus, gpu_hours, usd, tokens, flops,

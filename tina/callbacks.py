@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from tina import run_dir as rd
-from tina.phase import FORMAT_KEY, LENGTH_KEY, detect
+from tina.phase import CLIPPED_KEY, FORMAT_KEY, LENGTH_KEY, detect
 from tina.signals import SignalGuard
 
 log = logging.getLogger("tina.train")
@@ -23,7 +23,10 @@ log = logging.getLogger("tina.train")
 _RUN_TOTALS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
 # What the console shows of a step (everything goes to metrics.jsonl): name -> TRL's key.
 CONSOLE_KEYS = {"reward": ("reward", ".3f"), "format": (FORMAT_KEY, ".3f"), "length": (LENGTH_KEY, ".1f"),
-                "s/step": ("step_time", ".2f")}
+                "cut": (CLIPPED_KEY, ".0%"), "s/step": ("step_time", ".2f")}
+# Shown only when not zero: the share of completions cut at the length budget, which lose their
+# closing tags and so the format reward (how a destabilisation looks from inside a run).
+WHEN_NONZERO = {"cut"}
 
 
 class MetricsFile(TrainerCallback):
@@ -103,7 +106,7 @@ class QuietProgress(ProgressCallback):
     @staticmethod
     def numbers(logs: dict) -> str:
         return "  ".join(f"{name} {logs[key]:{spec}}" for name, (key, spec) in CONSOLE_KEYS.items()
-                         if isinstance(logs.get(key), (int, float)))
+                         if isinstance(logs.get(key), (int, float)) and (logs[key] or name not in WHEN_NONZERO))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.tty:

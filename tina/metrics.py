@@ -18,6 +18,7 @@ through :func:`read_metrics` so that those edge cases are handled once:
   one, and a trailing end-of-training line that shares the last step (``train_runtime`` ...) adds
   its keys without wiping that step's training metrics; re-logged values and steps out of order
   get a note;
+* keys written with spaces around their slashes (notebook exports) are TRL's keys (normalise_key);
 * the result is sorted by ``step`` (int64) with a fresh index; other columns are as JSON gave them
   (numbers -> float/int, ``null`` -> NaN). Notes: warned, and in ``df.attrs["notes"]``.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -35,7 +37,15 @@ import pandas as pd
 from tina import run_dir as rd
 from tina.run_dir import METRICS
 
-__all__ = ["read_metrics", "metrics_path"]
+__all__ = ["read_metrics", "metrics_path", "normalise_key"]
+
+_SLASH = re.compile(r"\s*/\s*")
+
+
+def normalise_key(key: str) -> str:
+    """Notebook exports write TRL's keys with spaces around the slashes
+    (``rewards / format_reward / mean``): the same key as ``rewards/format_reward/mean``."""
+    return _SLASH.sub("/", key.strip()) if "/" in key else key.strip()
 
 
 def metrics_path(path: str | Path) -> Path:
@@ -130,6 +140,8 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
         if step is None:
             skipped.append(f"{number} ({'step ' + repr(obj.get('step'))[:30] if isinstance(obj, dict) else type(obj).__name__})")
             continue
+        if any(" " in k for k in obj):  # cheap test first: TRL's own keys have no spaces
+            obj = {normalise_key(k): v for k, v in obj.items()}
         rows.append({**obj, "step": step})
     if skipped:
         notes.append(f"{p}: {len(skipped)} line(s) with no valid step (an integer from 0 to 2**63-1) "

@@ -1,4 +1,4 @@
-"""Detect the format-reward / completion-length phase transition of a LoRA-GRPO run.
+"""Detect the format reward's acquisition and its destabilisation (the phase transition) in a run.
 
 What the paper saw (Tina, arXiv 2504.15777): during LoRA-GRPO the format reward rises, peaks and
 then destabilises (falls, gets noisy), while the mean completion length falls to a minimum and then
@@ -52,19 +52,33 @@ How, and WHY built this way
    synthetic set this lifts the share of runs within +-2% of the run length from 64% to 86%
    (65% -> 82% on a further 100 curves, with 5 misses instead of 8).
    ``coarse_step`` keeps the unrefined change point (last logged step of the piece before it).
-5. Combining the two metrics. A transition requires a peak turn of the format reward AND a trough
-   turn of the completion length within ``tolerance`` steps of each other (default: max(10% of the
-   logged step span, 2 bins)). Among such pairs the earliest is taken, and the transition step is
-   the EARLIER of the two turns: the best checkpoint is at or just before the turning point, so
-   the step where the first of the two metrics starts to turn is the one to stay at or before.
-   Requiring both keeps a lone noisy dip of one metric from being called a transition; a turn of
-   only one metric gives ``step = None`` with the lone turn in the evidence (``require_both=False``
-   accepts it instead). When one metric is absent from the run (key missing, all NaN or too few
-   points), the other is used alone and ``evidence["combination"]`` says so; with neither, step
-   is None.
+5. Two events. ``acquisition_step`` is the format reward's rise (the format being learnt); ``step``
+   its destabilisation (the paper's transition: a fall after it held). A false alarm costs more
+   than a miss (it can stop a run early), so each needs its level change to stand out of the noise
+   on the RAW points: a one-sided Mann-Whitney U test between a window before and one after
+   (p <= ``P_MAX``), which lone spikes (a reward that fires once in a run and makes a fit's noise
+   estimate ~0) cannot pass. Each comes with a reason and a confidence ("high" >= 4, "medium" >= 2
+   noise SDs; below that it is not reported).
+   - Acquisition: the largest rise of the rolling mean, from the last point at its low to 90% of
+     the way up, kept when the level after differs from the level before by >= 2 pooled SDs and
+     >= a quarter of the series' 1-99% range; reported where the rolling mean is halfway up.
+     Slow drifts over the whole run (a reader sees no step) fail the SD test.
+   - Destabilisation: a peak turn of the format reward (4) whose top lies in the upper half of the
+     series' range and after the acquisition, whose lower level lasts (the rank test above).
+     Paired with a completion-length trough within ``tolerance`` steps (default: max(10% of the
+     logged span, 2 bins)), as the paper saw, it is "high" and the step is the earlier of the two
+     turns. Alone, it counts when large (>= 4 noise SD: "high"), or when the share of completions
+     cut at the length budget (``completions/clipped_ratio``) or of groups without reward spread
+     (``frac_reward_zero_std``) rises by >= ``CUT_RISE`` across it, which explains it; a medium
+     fall with neither is kept only with ``require_both=False``. ``signals`` gives those shares,
+     the entropy and the length before and after the fall. With no format key the length's trough
+     alone is reported ("medium").
+   Older TRL and notebook runs name the format reward differently (``FORMAT_FALLBACKS``): when the
+   default key is absent, the first of those present is used; keys with spaces around slashes
+   are TRL's (tina.metrics.normalise_key).
 
 Measured accuracy (tests/test_phase.py, 50 synthetic runs of 300-2000 steps with realistic noise):
-86% of transitions within +-2% of the run length, 96% within +-5%, 1 missed (a noisy short run);
+88% of transitions within +-2% of the run length, 96% within +-5%, 1 missed (a noisy short run);
 no false transition on flat, rising-then-plateau or LIMR-like curves. The figures are stated and
 checked there.
 """
@@ -83,10 +97,11 @@ import pandas as pd
 import ruptures as rpt
 from ruptures.base import BaseCost
 
-from tina.metrics import metrics_path, read_metrics
+from tina.metrics import metrics_path, normalise_key, read_metrics
 from tina.run_dir import saved_steps  # the run directory's layout has one owner
 
-__all__ = ["detect", "best_checkpoint", "saved_steps", "main", "FORMAT_KEY", "LENGTH_KEY"]
+__all__ = ["detect", "best_checkpoint", "no_signal_streak", "saved_steps", "main", "FORMAT_KEY", "LENGTH_KEY",
+           "CLIPPED_KEY", "ZERO_STD_KEY", "ENTROPY_KEY"]
 
 FORMAT_KEY = "rewards/format_reward/mean"
 LENGTH_KEY = "completions/mean_length"
@@ -99,7 +114,7 @@ DEFAULTS = {
     "t_min": 3.0,        # slope t-statistic for a piece to be rising/falling
     "min_effect": 1.0,   # a turn's fall/rebound in units of the raw noise SD
     "tolerance": None,   # steps between the two metrics' turns (None: max(10% span, 2 bins))
-    "require_both": True,
+    "require_both": True,  # False: a medium fall of the format alone counts without the length or cut share
     "refine": True,      # move each turn to the best continuous hinge on the raw points
 }
 MIN_POINTS = 8  # fewer usable points than this: the metric counts as unavailable
@@ -353,6 +368,147 @@ def _analyse(x, y, kind: str, p: dict) -> dict:
     return ev
 
 
+# Older TRL and notebook runs name the same metrics differently. Used only when the caller keeps
+# the default key and the run lacks it; the first present wins (a strict format check before a
+# lenient one: the strict one is what "the format" means, the lenient one pays partial credit).
+FORMAT_FALLBACKS = ("rewards/format_reward", "rewards/strict_format_reward_func",
+                    "rewards/match_format_exactly", "rewards/formatting_reward_func",
+                    "rewards/format_and_language_reward_func", "rewards/valid_json_reward")
+LENGTH_FALLBACKS = ("completion_length",)
+# The signals that explain a destabilisation (TRL 1.16 logs all three at every logging step).
+CLIPPED_KEY = "completions/clipped_ratio"  # share of completions cut at max_completion_length
+ZERO_STD_KEY = "frac_reward_zero_std"      # share of groups whose rewards are all equal: no signal
+ENTROPY_KEY = "entropy"
+# Confidence of an event by its effect in units of the per-step noise SD (the penalty already made
+# it significant; this says how far above the noise it stands). Below "medium" it is not reported:
+# a false alarm can stop a run early, a miss only costs the steps to the end.
+CONFIDENCE = (("high", 4.0), ("medium", 2.0))
+P_MAX = 1e-3     # a level change counts when a rank test puts it this far out of chance
+CUT_RISE = 0.10  # the cut share rising this much across a fall corroborates it (the length cap)
+
+
+def _resolve(df: pd.DataFrame, key: str, default: str, fallbacks: tuple) -> str:
+    if key != default or key in df.columns:
+        return key
+    for k in fallbacks:
+        for cand in (f"{k}/mean", k):
+            if cand in df.columns and pd.to_numeric(df[cand], errors="coerce").notna().sum():
+                return cand
+    return key
+
+
+def _confidence(effect_sd: float) -> str | None:
+    return next((label for label, least in CONFIDENCE if effect_sd >= least), None)
+
+
+def _mean_between(df: pd.DataFrame, key: str, lo: float, hi: float) -> float | None:
+    if key not in df.columns:
+        return None
+    v = pd.to_numeric(df.loc[(df["step"] >= lo) & (df["step"] <= hi), key], errors="coerce").dropna()
+    return _f(v.mean()) if len(v) else None
+
+
+def _windows(x, y, before: tuple, after: tuple) -> dict:
+    """Did the level change between two step windows, beyond noise? Mann-Whitney U (one-sided: the
+    ``after`` window higher) on the raw points, and the difference of means in pooled SDs. Raw
+    points, not a fit: a few lone spikes (a reward that fires once in a run) move a fit's noise
+    estimate to ~0 and would make any wiggle look certain; they barely move a rank test."""
+    from scipy.stats import mannwhitneyu
+
+    b = y[(x >= before[0]) & (x <= before[1])]
+    a = y[(x >= after[0]) & (x <= after[1])]
+    if len(a) < 3 or len(b) < 3:
+        return {"diff": 0.0, "effect_sd": 0.0, "p": 1.0, "n": [int(len(b)), int(len(a))]}
+    sd = math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+    diff = float(a.mean() - b.mean())
+    p = float(mannwhitneyu(a, b, alternative="greater").pvalue) if diff > 0 else float(
+        mannwhitneyu(b, a, alternative="greater").pvalue)
+    return {"diff": diff, "effect_sd": abs(diff) / max(sd, 1e-9 * max(abs(diff), 1.0)), "p": p,
+            "n": [int(len(b)), int(len(a))]}
+
+
+def _acquisition(x, y, width: int) -> dict | None:
+    """The format reward's rise: the largest increase of its rolling mean, kept when the level after
+    it differs from the level before it beyond noise (``_windows``) by at least a quarter of the
+    series' range (a drift or lone spikes are not the format being learnt). Reported at the step
+    where the rolling mean crosses halfway between the two levels."""
+    n = len(y)
+    w = max(3, width, n // 20)
+    sm = pd.Series(y).rolling(w, center=True, min_periods=1).mean().to_numpy()
+    low_before = np.minimum.accumulate(sm)
+    top = int(np.argmax(sm - low_before))
+    i = int(np.nonzero(sm[: top + 1] == low_before[top])[0][-1])  # the last point at the low
+    if top <= i:
+        return None
+    j = i + int(np.argmax(sm[i: top + 1] >= sm[i] + 0.9 * (sm[top] - sm[i])))  # 90% of the way up
+    half = (sm[i] + sm[j]) / 2
+    k = i + int(np.argmax(sm[i: j + 1] >= half))
+    hold = max(3, w, n // 10)
+    # before: up to `hold` points to the low (from the start when the run starts low), not past halfway
+    pre = (x[max(0, i - hold)], x[max(i, min(k - 1, hold - 1))])
+    post = (x[j], x[min(n - 1, j + hold)])
+    t = _windows(x, y, pre, post)
+    span = float(np.quantile(y, 0.99) - np.quantile(y, 0.01))
+    conf = _confidence(t["effect_sd"])
+    if t["diff"] <= 0 or t["p"] > P_MAX or conf is None or t["diff"] < 0.25 * span:
+        return None
+    step = int(x[k])
+    return {"step": step, "start_step": int(x[i]), "end_step": int(x[j]),
+            "from": _f(sm[i]), "to": _f(sm[j]), "effect_in_sd": _f(t["effect_sd"]),
+            "p_value": _f(t["p"]), "confidence": conf,
+            "reason": (f"format reward rises from {sm[i]:.3g} to {sm[j]:.3g} between steps "
+                       f"{int(x[i])} and {int(x[j])} ({t['effect_sd']:.1f} SD, p={t['p']:.1g}); "
+                       f"halfway at step {step}")}
+
+
+def _sag(x, y, width: int, acq: dict | None) -> dict | None:
+    """The largest lasting fall of the rolling mean from its running top, after the acquisition.
+    Kept when the `hold` points before its start sit above the `hold` points around its low by the
+    rank test and by >= a tenth of the series' 1-99% range; reported where the rolling mean
+    leaves the top."""
+    n = len(y)
+    w = max(3, width, n // 20)
+    hold = max(3, w, n // 10)
+    sm = pd.Series(y).rolling(w, center=True, min_periods=1).mean().to_numpy()
+    first = 0 if acq is None else int(np.searchsorted(x, acq["end_step"]))
+    if n - first < 2 * hold:
+        return None
+    top = np.maximum.accumulate(sm[first:])
+    m = first + int(np.argmax(top - sm[first:]))
+    p = first + int(np.argmax(sm[first: m + 1]))
+    drop = sm[p] - sm[m]
+    if drop <= 0:
+        return None
+    start = p + int(np.nonzero(sm[p: m + 1] >= sm[p] - 0.1 * drop)[0][-1])
+    low = (x[max(start, m - hold // 2)], x[min(n - 1, m + hold // 2)])
+    t = _windows(x, y, (x[max(0, start - hold)], x[start]), low)
+    span = float(np.quantile(y, 0.99) - np.quantile(y, 0.01))
+    # pooled SDs of a batch mean: >= 2 is a fall no reader doubts; >= 0.5 is one a reader sees
+    # but batch noise could make (reported only when the cut share or require_both=False backs it)
+    conf = "high" if t["effect_sd"] >= 2 else "medium" if t["effect_sd"] >= 0.5 else None
+    if t["diff"] >= 0 or t["p"] > P_MAX or conf is None or -t["diff"] < 0.1 * span:
+        return None
+    return {"step": int(x[start]), "from_step": int(x[max(0, start - hold)]), "low_step": int(x[m]),
+            "drop": _f(-t["diff"]), "effect_in_sd": _f(t["effect_sd"]), "p_value": _f(t["p"]), "confidence": conf,
+            "reason": (f"format reward sags by {-t['diff']:.3g} ({t['effect_sd']:.1f} SD, p={t['p']:.1g}) "
+                       f"from step {int(x[start])} to its low at step {int(x[m])}")}
+
+
+def _signals(df: pd.DataFrame, hold: tuple, after: tuple) -> dict:
+    """Each explaining signal's mean over the hold before a fall and over the fall."""
+    return {key: {"before": _mean_between(df, key, *hold), "after": _mean_between(df, key, *after)}
+            for key in (CLIPPED_KEY, ZERO_STD_KEY, ENTROPY_KEY, LENGTH_KEY) if key in df.columns}
+
+
+def _why(sig: dict) -> str:
+    parts = []
+    for key, name in ((CLIPPED_KEY, "cut at the length budget"), (ZERO_STD_KEY, "groups without reward spread")):
+        b, a = (sig.get(key) or {}).get("before"), (sig.get(key) or {}).get("after")
+        if b is not None and a is not None and a - b >= CUT_RISE:
+            parts.append(f"{name} {b:.0%} -> {a:.0%}")
+    return "; ".join(parts)
+
+
 def detect(
     df_or_path,
     *,
@@ -368,20 +524,24 @@ def detect(
     require_both: bool = DEFAULTS["require_both"],
     refine: bool = DEFAULTS["refine"],
 ) -> dict:
-    """Find the phase-transition step of a run (module docstring: the rule and why).
+    """Find the format acquisition and the destabilisation of a run (module docstring: the rules).
 
     ``df_or_path``: a metrics DataFrame (``step`` + metric columns), a metrics.jsonl path or a run
     directory. A path that does not exist raises FileNotFoundError.
 
-    Returns a JSON-serialisable dict: ``step`` (int or None), ``reason`` (one line), ``format_step``
-    / ``length_step`` (each metric's chosen turn or None), ``tolerance`` (steps), ``params``, and
-    ``evidence`` = {"format": {...}, "length": {...}, "combination": str} where each metric's entry
-    holds ``key``, ``available``, ``noise_sigma``, ``smooth_window``, ``change_points`` (steps),
-    ``segments`` (fit per piece with trend and t), ``turns`` (each with the peak/trough of the
-    smoothed series it brackets and its effect size) and ``smoothed`` (min/max/first/last/mean).
+    Returns a JSON-serialisable dict: ``step`` (the destabilisation, int or None), ``reason``,
+    ``confidence`` ("high", "medium" or None); ``acquisition_step``, ``acquisition_reason``,
+    ``acquisition_confidence`` likewise for the format reward's rise; ``format_step`` /
+    ``length_step`` (each metric's chosen turn or None), ``signals`` (cut share, share of groups
+    without reward spread, entropy, length: mean over the hold before the fall and over the fall),
+    ``tolerance`` (steps), ``params``, and ``evidence`` = {"format": {...}, "length": {...},
+    "combination": str} where each metric's entry holds ``key``, ``available``, ``noise_sigma``,
+    ``smooth_window``, ``change_points`` (steps), ``segments`` (fit per piece with trend and t),
+    ``turns`` (each with the peak/trough of the smoothed series it brackets and its effect size)
+    and ``smoothed`` (min/max/first/last/mean).
     """
     if isinstance(df_or_path, pd.DataFrame):
-        df = df_or_path
+        df = df_or_path.rename(columns=lambda c: normalise_key(c) if isinstance(c, str) else c)
         if "step" in df.columns and not df["step"].is_monotonic_increasing:
             df = df.sort_values("step", kind="stable")
     else:
@@ -389,11 +549,13 @@ def detect(
         if not mp.is_file():
             raise FileNotFoundError(f"no metrics file at {mp}")
         df = read_metrics(mp)
+    format_key = _resolve(df, format_key, FORMAT_KEY, FORMAT_FALLBACKS)
+    length_key = _resolve(df, length_key, LENGTH_KEY, LENGTH_FALLBACKS)
     params = {"max_points": max_points, "smooth": smooth, "min_segment": min_segment,
               "pen_scale": pen_scale, "t_min": t_min, "min_effect": min_effect,
               "tolerance": tolerance, "require_both": require_both, "refine": refine}
 
-    evidence = {}
+    evidence, series = {}, {}
     spans, widths = [], []
     for role, key, kind in (("format", format_key, "peak"), ("length", length_key, "trough")):
         x, y = _series(df, key)
@@ -403,7 +565,7 @@ def detect(
                               "change_points": []}
             continue
         ev = _analyse(x, y, kind, params)
-        evidence[role] = {"key": key, **ev}
+        evidence[role], series[role] = {"key": key, **ev}, (x, y)
         spans.append(float(x[-1] - x[0]))
         step_per_point = (x[-1] - x[0]) / max(len(x) - 1, 1)
         widths.append(ev["smooth_window"] * step_per_point)
@@ -412,54 +574,110 @@ def detect(
     if tol is None:
         tol = int(round(max(0.10 * max(spans), 2 * max(widths)))) if spans else 0
     fmt, ln = evidence["format"], evidence["length"]
-    f_turns = [t["step"] for t in fmt["turns"]]
+    acq = _acquisition(*series["format"], fmt["smooth_window"]) if "format" in series else None
+
+    # A destabilisation is a fall of the format reward after it held near its top: the turn's top
+    # in the upper half of the series' range (a dip on the way up is not one).
+    f_turns = []
+    if fmt["available"]:
+        sm = fmt["smoothed"]
+        for t in fmt["turns"]:  # and the level after it stays lower, beyond noise
+            t["sustained"] = _windows(*series["format"], (t["bracket"][0], t["step"]),
+                                      (t["step"], t["after_until_step"]))
+        f_turns = [t for t in fmt["turns"] if t["fit_value"] >= sm["min"] + 0.5 * (sm["max"] - sm["min"])
+                   and (acq is None or t["step"] > acq["step"])
+                   and t["sustained"]["diff"] < 0 and t["sustained"]["p"] <= P_MAX]
     l_turns = [t["step"] for t in ln["turns"]]
 
-    step = f_step = l_step = None
-    if fmt["available"] and ln["available"]:
-        pairs = sorted((min(f, l), abs(f - l), f, l) for f in f_turns for l in l_turns
-                       if abs(f - l) <= tol)
+    step = f_step = l_step = conf = turn = None
+    if fmt["available"]:
+        pairs = sorted((min(t["step"], l), abs(t["step"] - l), t["step"], l, i)
+                       for i, t in enumerate(f_turns) for l in l_turns if abs(t["step"] - l) <= tol)
         if pairs:
-            step, _, f_step, l_step = pairs[0]
-            combination = "both"
-            reason = (f"format reward peaks at step {f_step} and completion length bottoms out "
+            step, _, f_step, l_step, i = pairs[0]
+            turn, conf, combination = f_turns[i], "high", "both"
+            reason = (f"format reward falls from step {f_step} and completion length bottoms out "
                       f"at step {l_step} (within {tol} steps): transition at the earlier, {step}")
         else:
-            f_step = f_turns[0] if f_turns else None
             l_step = l_turns[0] if l_turns else None
-            desc = (f"format turns at {f_turns or 'no step'}, length turns at {l_turns or 'no step'}")
-            if not require_both and (f_turns or l_turns):
-                step = min(s for s in (f_step, l_step) if s is not None)
-                combination = "single (require_both=False)"
-                reason = f"{desc}; no pair within {tol} steps, taking the earliest single turn {step}"
-            else:
-                combination = "none"
-                reason = f"no transition: {desc}; a transition needs both within {tol} steps"
-    elif fmt["available"] or ln["available"]:
-        role, other = ("format", "length") if fmt["available"] else ("length", "format")
-        turns = f_turns if role == "format" else l_turns
-        combination = f"{role} only ({other}: {evidence[other]['note']})"
-        if turns:
-            step = turns[0]
-            f_step, l_step = (step, None) if role == "format" else (None, step)
-            reason = f"{combination}: {role} turns at step {step}"
+            combination = "format" if ln["available"] else f"format only (length: {ln['note']})"
+            for t in f_turns:  # the format reward alone: a large fall, or one the cut share explains
+                sig = _signals(df, tuple(t["bracket"][:1]) + (t["step"],), (t["step"], t["after_until_step"]))
+                why = _why(sig)
+                c = _confidence(t["effect_in_noise_sd"])  # the rank test above kept lone spikes out
+                if why and c is None and t["effect_in_noise_sd"] >= min_effect:
+                    c = "medium"
+                if c == "high" or (c == "medium" and (why or not require_both)):
+                    step = f_step = t["step"]
+                    turn, conf = t, ("high" if why else c)
+                    reason = (f"transition at step {step}: the format reward falls by {t['effect']:.3g} "
+                              f"({t['effect_in_noise_sd']:.1f} noise SD)" + (f"; {why}" if why else ""))
+                    break
+            if step is None:  # a gentle, lasting fall the penalised fit merges into the hold
+                sag = _sag(*series["format"], fmt["smooth_window"], acq)
+                if sag is not None:
+                    sig = _signals(df, (sag["from_step"], sag["step"]), (sag["step"], sag["low_step"]))
+                    why = _why(sig)
+                    if sag["confidence"] == "high" or why or not require_both:
+                        step = f_step = sag["step"]
+                        conf = "high" if why else sag["confidence"]
+                        turn = {"bracket": [sag["from_step"]], "after_until_step": sag["low_step"]}
+                        reason = f"transition at step {step}: " + sag["reason"] + (f"; {why}" if why else "")
+                    fmt["sag"] = sag
+            if step is None:
+                desc = f"format turns at {[t['step'] for t in f_turns] or 'no step'}, length turns at {l_turns or 'no step'}"
+                reason = f"no transition: {desc}; none is a large fall after a hold, nor paired within {tol} steps"
+                if fmt.get("sag"):
+                    reason += f"; {fmt['sag']['reason']} ({fmt['sag']['confidence']}, not corroborated)"
+    elif ln["available"]:
+        combination = f"length only (format: {fmt['note']})"
+        if l_turns:
+            step = l_step = l_turns[0]
+            conf = "medium"
+            reason = f"{combination}: length turns at step {step}"
         else:
             reason = f"no transition: {combination}, and it shows no turn"
     else:
         combination = "none (neither metric available)"
         reason = f"no transition: neither {format_key!r} nor {length_key!r} is usable"
     evidence["combination"] = combination
+    signals = (_signals(df, (turn["bracket"][0], step), (step, turn["after_until_step"]))
+               if turn is not None else {})
     n_steps = int(df["step"].max()) if len(df) else None
     return {
         "step": None if step is None else int(step),
         "reason": reason,
+        "confidence": conf,
+        "acquisition_step": acq["step"] if acq else None,
+        "acquisition_reason": acq["reason"] if acq else "no rise of the format reward stands out of its noise",
+        "acquisition_confidence": acq["confidence"] if acq else None,
+        "acquisition": acq,
         "format_step": f_step,
         "length_step": l_step,
+        "signals": signals,
         "tolerance": int(tol),
         "last_step": n_steps,
         "params": params,
         "evidence": evidence,
     }
+
+
+def no_signal_streak(df: pd.DataFrame, key: str = ZERO_STD_KEY) -> tuple[int, int] | None:
+    """(first step, logged steps) of the longest run of steps where every group's rewards were
+    equal (``frac_reward_zero_std`` = 1): GRPO's advantages are all zero there, so the policy does
+    not move and cannot leave that state by itself. None when the key is absent or never 1."""
+    if key not in df.columns:
+        return None
+    flat = (pd.to_numeric(df[key], errors="coerce") >= 1.0).to_numpy()
+    best, start = None, None
+    for i, f in enumerate(np.append(flat, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if best is None or i - start > best[1]:
+                best = (int(df["step"].iloc[start]), i - start)
+            start = None
+    return best
 
 
 def best_checkpoint(step: int | None, saved_steps: Iterable[int]) -> int | None:
@@ -473,14 +691,15 @@ def best_checkpoint(step: int | None, saved_steps: Iterable[int]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tina.phase",
-        description="Detect the format-reward / completion-length phase transition of a run.")
+        description="Detect the format reward's acquisition and destabilisation (the phase transition) of a run.")
     ap.add_argument("metrics", help="a run's metrics.jsonl, or the run directory")
     ap.add_argument("--format-key", default=FORMAT_KEY)
     ap.add_argument("--length-key", default=LENGTH_KEY)
     ap.add_argument("--tolerance", type=int, default=None, help="steps between the two turns")
     ap.add_argument("--pen-scale", type=float, default=DEFAULTS["pen_scale"])
     ap.add_argument("--smooth", type=int, default=None, help="bin width in logged points")
-    ap.add_argument("--single", action="store_true", help="accept a turn of one metric alone")
+    ap.add_argument("--single", action="store_true",
+                    help="accept a medium fall of the format reward that neither the length nor the cut share corroborates")
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     a = ap.parse_args(argv)
     mp = metrics_path(a.metrics)
@@ -494,11 +713,14 @@ def main(argv: list[str] | None = None) -> int:
         res["saved_steps"] = saved
         res["best_checkpoint"] = best_checkpoint(res["step"], saved)
     if not a.json:
-        line = (f"transition at step {res['step']}" if res["step"] is not None
+        line = (f"transition at step {res['step']} ({res['confidence']})" if res["step"] is not None
                 else "no transition") + f" -- {res['reason']}"
         if saved:
             line += f"; best checkpoint: {res['best_checkpoint']}"
         print(line)
+        print(f"format acquired at step {res['acquisition_step']} ({res['acquisition_confidence']}) -- "
+              f"{res['acquisition_reason']}" if res["acquisition_step"] is not None
+              else f"no format acquisition -- {res['acquisition_reason']}")
     print(json.dumps(res, indent=None if a.json else 2))
     return 0
 
