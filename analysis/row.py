@@ -176,8 +176,8 @@ def _sane_summary(summary, notes: list[str]) -> dict:
             wrong = [f for f in fields if out[key].get(f) is not None and not _finite(out[key][f])]
             notes += [f"{rd.SUMMARY}: {key}.{f} = {out[key][f]!r:.40} is no finite number: ignored" for f in wrong]
             out[key] = {k: v for k, v in out[key].items() if k not in wrong}
-    notes += [f"{rd.SUMMARY}: {k} = {out[k]!r:.40} is no {'count' if k in _COUNTS else 'finite number' if k == 'wall_seconds' else 'object'}: ignored"
-              for k in bad]
+    kind = {k: "count" if k in _COUNTS else "finite number" if k == "wall_seconds" else "object" for k in bad}
+    notes += [f"{rd.SUMMARY}: {k} = {out[k]!r:.40} is no {kind[k]}: ignored" for k in bad]
     return {k: v for k, v in out.items() if k not in bad}
 
 

@@ -17,7 +17,6 @@ import shlex
 import warnings
 from pathlib import Path
 
-import pytest
 from omegaconf import OmegaConf
 
 from analysis.phase import main as analysis_phase_main

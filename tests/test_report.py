@@ -75,7 +75,7 @@ def test_blocks_render_to_markdown_and_html():
     blocks = [Heading(1, "t"), Para("p"), Heading(2, "Two words"), Table(df, caption="cap"),
               Image("x.png", b"\x89PNG", "alt", caption="what is drawn")]
     md = render_md(blocks, "files")
-    assert "## Two words" in md and "*cap*" in md and "a <b> \\| c" in md
+    assert "## Two words" in md and "*cap*" in md and "a &lt;b&gt; \\| c" in md and "<b>" not in md
     assert "![alt](files/x.png)" in md and "*what is drawn*" in md
     page = render_html(blocks, "t")
     assert '<h2 id="two-words">' in page and '<a href="#two-words">' in page

@@ -99,7 +99,8 @@ def fate(sweep: Path, row: dict, ret=None, error: BaseException | None = None) -
     now = _now(sweep, row["num"])
     told = _outcome(ret, error)
     if told is None:  # the launcher did not say (a SLURM job killed hard): the run's own files do
-        told = ("ran", "") if now["status"] in FINISHED else ("failed", f"{now['status']}: {now['error'] or now['reason'] or '?'}")
+        why = f"{now['status']}: {now['error'] or now['reason'] or '?'}"
+        told = ("ran", "") if now["status"] in FINISHED else ("failed", why)
     name, why = told
     if name == "ran" and now["status"] not in FINISHED:
         name, why = "failed", f"ended {now['status']}: {now['error'] or now['reason'] or '?'}"
