@@ -1,8 +1,7 @@
 """Collect tina runs into one table: one row per run, for reports and notebooks.
 
-``collect(*paths)`` takes run directories and/or sweep directories (searched recursively: a run
-is a directory holding summary.json, metrics.jsonl or .hydra/; the search does not descend into a
-run) and returns a DataFrame with one row per run (built by ``analysis.row``); ``collect_curves``
+``collect(*paths)`` takes run directories and/or sweep directories (searched recursively for
+what ``tina.run_dir.is_run`` calls a run; the search does not descend into a run) and returns a DataFrame with one row per run (built by ``analysis.row``); ``collect_curves``
 returns the training curves in long form, ``collect_evals`` the evaluation results.
 
 Only a path that does not exist or holds no run raises (FileNotFoundError / ValueError). Rows
@@ -28,11 +27,10 @@ from analysis import cost, evals
 from analysis.metrics import read_metrics
 from analysis.row import CONFIG_COLUMNS, METRICS, read_run
 from tina import run_dir as rd
+from tina.run_status import RunStatus
 
 __all__ = ["collect", "collect_curves", "collect_evals", "find_runs", "override_columns",
            "METRICS", "CONFIG_COLUMNS"]
-
-MARKERS = (rd.SUMMARY, rd.METRICS)  # files that make a directory a run (so does .hydra/)
 
 
 def _natural(p: Path):
@@ -45,20 +43,20 @@ def find_runs(path: str | os.PathLike) -> list[Path]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or directory")
     if p.is_file():
-        if p.name not in MARKERS:
+        if p.name not in rd.RUN_FILES:
             raise ValueError(f"{p}: not a run or sweep directory (give a directory, or a run's "
-                             f"{rd.SUMMARY} / {rd.METRICS})")
+                             f"{' / '.join(rd.RUN_FILES)})")
         p = p.parent
     runs = []
-    for root, dirs, files in os.walk(p):
-        if rd.HYDRA in dirs or any(m in files for m in MARKERS):
+    for root, dirs, _ in os.walk(p):
+        if rd.is_run(Path(root)):
             runs.append(Path(root))
             dirs[:] = []  # a run holds no runs; do not walk its checkpoints
         else:
             dirs[:] = [d for d in dirs if not d.startswith(".")]
     if not runs:
-        raise ValueError(f"{p}: no runs found (a run directory holds {rd.SUMMARY}, "
-                         f"{rd.METRICS} or .hydra/)")
+        raise ValueError(f"{p}: no runs found (a run directory holds {', '.join(rd.RUN_FILES)} "
+                         f"or {rd.HYDRA}/)")
     return sorted(runs, key=_natural)
 
 
@@ -96,7 +94,7 @@ def _cost_columns(row: dict, status: str, prices, notes: list) -> dict:
     summ = dict(row.pop("_summary", None) or {})
     wall = summ.get("wall_seconds")
     st = row.pop("_step_time_sum", 0.0) or 0.0
-    if status in ("running", "died", "no summary") and st > (wall or 0):  # summary's wall is written at the end
+    if status in (RunStatus.RUNNING, RunStatus.DIED, RunStatus.NO_SUMMARY) and st > (wall or 0):  # summary's wall is written at the end
         wall = st
     summ["wall_seconds"] = wall or 0.0
     out = {"wall_seconds": wall}

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from tina import run_dir as rd
+from tina.run_status import status_of
 
 PRICES_PATH = Path(__file__).resolve().parent / "prices.yaml"
 CPU = "cpu"
@@ -137,7 +138,7 @@ def evidence_from_runs(paths: Iterable[Path | str]) -> list[Evidence]:
         runs = [path] if (path / rd.SUMMARY).exists() else sorted(p.parent for p in path.glob(f"*/{rd.SUMMARY}"))
         for run in runs:
             s = rd.read_summary(run)
-            if s.get("status") not in ("completed", "stopped_early") or not s.get("steps") or not s.get("wall_seconds"):
+            if not (status := status_of(s.get("status"))) or not status.finished or not s.get("steps") or not s.get("wall_seconds"):
                 continue
             cfg = rd.read_config(run)
             dev = s.get("device") or {}

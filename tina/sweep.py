@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tina import run_dir as rd
 from tina.plan import compose_sweep, recorded_overrides
-from tina.status import FINISHED, RERUNS, needs_rerun, sweep_status
+from tina.run_status import RunStatus
+from tina.status import RERUNS, finished, needs_rerun, sweep_status
 
 def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
     """(every job's row with its overrides, the rows of those to rerun)."""
@@ -30,7 +31,7 @@ def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
         rows = {}  # not one job started
     out = []
     for num, overrides in enumerate(jobs):
-        row = rows.get(num) or {"num": num, "run_dir": None, "status": "not started", "slurm_state": None}
+        row = rows.get(num) or {"num": num, "run_dir": None, "status": RunStatus.NOT_STARTED, "slurm_state": None}
         run = Path(row["run_dir"]) if row.get("run_dir") else None
         saved = rd.saved_steps(run) if run else []
         out.append({**row, "overrides": overrides, "resume_from": saved[-1] if saved else None})
@@ -45,9 +46,9 @@ def _record_array(sweep: Path, before: set[str], nums: list[int], done: threadin
         new = {p.name.split("_")[0] for p in folder.glob("*_*") if p.is_dir()} - before if folder.is_dir() else set()
         if new:
             path = sweep / RERUNS
-            record = json.loads(path.read_text()) if path.exists() else {}
+            record = rd.read_json(path)
             record.update({array: nums for array in new})
-            path.write_text(json.dumps(record, indent=1))
+            rd.atomic_write(path, json.dumps(record, indent=1))
             return
         time.sleep(0.2)
 
@@ -96,7 +97,7 @@ def rerun(sweep: Path, dry_run: bool = False) -> int:
     if dry_run:
         return 0
     relaunch(sweep, todo)
-    left = [r for r in jobs_to_rerun(sweep)[0] if r["status"] not in FINISHED]
+    left = [r for r in jobs_to_rerun(sweep)[0] if not finished(r)]
     print(f"{len(todo)} jobs rerun; {len(left)} not finished" + (f": jobs {[r['num'] for r in left]}" if left else ""))
     return 1 if left else 0
 

@@ -22,6 +22,7 @@ from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
+from tina.run_status import RunStatus
 from tina.schema import composition_error
 from tina.status import SweepSummary, print_sweep_summary
 from tina.signals import Interrupted, SignalGuard, status_for
@@ -218,9 +219,9 @@ def _scores(heldout: dict) -> str:
 
 
 def _finished(tc: TinaConfig, previous: dict) -> bool:
-    if previous.get("status") == "stopped_early":
+    if previous.get("status") == RunStatus.STOPPED_EARLY:
         return True
-    return previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
+    return previous.get("status") == RunStatus.COMPLETED and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
 
 
 def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> dict:
@@ -268,7 +269,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         log.info("%s reached step %d already (checkpoint %s): recording it completed", run_dir, resume_step, resume_from)
         trained = PeftModel.from_pretrained(model, str(resume_from))
         trained.save_pretrained(str(rd.adapter_dir(run_dir)))
-        return _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+        return _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, RunStatus.COMPLETED, dict(steps=resume_step))
 
     metrics_cb = MetricsFile(run_dir)
     phase_cb = PhaseEarlyStop(run_dir, tc.train.early_stop_patience) if tc.train.early_stop.value == "phase" else None
@@ -293,26 +294,26 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
 
     steps = trainer.state.global_step
     guard.where = f"after its last step ({steps}), before the run was recorded complete"
-    status = "completed" if guard.signalled is None else status_for(guard.signalled)
+    status = RunStatus.COMPLETED if guard.signalled is None else status_for(guard.signalled)
     fields = dict(steps=steps, **metrics_cb.totals)
     if guard.signalled is not None:
         fields["reason"] = f"{signal.Signals(guard.signalled).name} at step {steps}; checkpoint saved"
-    if phase_cb is not None and status == "completed":
+    if phase_cb is not None and status == RunStatus.COMPLETED:
         fields.update(phase_step=phase_cb.transition,
                       best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
-        status = "stopped_early" if phase_cb.transition is not None else status
-    if status in ("completed", "stopped_early"):
+        status = RunStatus.STOPPED_EARLY if phase_cb.transition is not None else status
+    if status.finished:
         trainer.save_model(str(rd.adapter_dir(run_dir)))
     return _record_end(tc, run_dir, rec, trainer.model, tokenizer, eval_ds, status, fields)
 
 
-def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
-    if status in ("completed", "stopped_early") and eval_ds is not None and rec.enabled:
+def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: RunStatus, fields: dict) -> dict:
+    if status.finished and eval_ds is not None and rec.enabled:
         fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc)
         log.info("held-out after training: %s", _scores(fields["heldout_final"]))
     result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
     log.info("%s after %d steps in %.0f s: %s", status, fields["steps"], result["wall_seconds"], run_dir)
-    if tc.eval.after_training and status in ("completed", "stopped_early") and rec.enabled:
+    if tc.eval.after_training and status.finished and rec.enabled:
         _evaluate_after(tc, run_dir, rec)
     return result
 
