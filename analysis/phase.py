@@ -1,9 +1,11 @@
-"""The phase-transition detector lives in tina/phase.py (training's early stop and checkpoint choice
-use it, and tina never imports analysis); analysis re-exports it for notebooks and reports."""
+"""`python -m analysis.phase METRICS [--json]`: the command line of the phase-transition detector.
 
-from tina.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, main, saved_steps  # noqa: F401
+The detector itself is tina.phase (training's early stop uses it; tina never imports analysis):
+import it from there. This module is only the documented command."""
 
 if __name__ == "__main__":
     import sys
+
+    from tina.phase import main
 
     sys.exit(main())

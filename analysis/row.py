@@ -2,7 +2,7 @@
 
 Every run gives a row whatever state it is in (truncated metrics line, failed, in progress, no
 config): a sweep is judged by its failures too, so problems become notes, never exceptions.
-Parsing and detection are other modules' job (``analysis.metrics``, ``analysis.phase``,
+Parsing and detection are other modules' job (``tina.metrics``, ``tina.phase``,
 ``analysis.evals``, ``analysis.cost``); this one calls them and lays out the results. A run of
 1,000 logged steps costs ~23 ms of CPU: ~9 ms reading metrics.jsonl, ~10 ms phase detection.
 """
@@ -18,10 +18,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis import cost, evals, phase
-from analysis.metrics import read_metrics
+from analysis import cost, evals
+from tina import phase
 from tina import run_dir as rd
 from tina.errors import RunDirError
+from tina.metrics import read_metrics
 from tina.run_status import RunStatus
 
 # short name -> metrics.jsonl key (TRL's names; reward functions are rewards/<name>_reward/mean)

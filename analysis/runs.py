@@ -24,9 +24,10 @@ import pandas as pd
 
 from analysis import cache as row_cache
 from analysis import cost, evals
-from analysis.metrics import read_metrics
 from analysis.row import CONFIG_COLUMNS, METRICS, read_run
 from tina import run_dir as rd
+from tina.costmodel import load_prices
+from tina.metrics import read_metrics
 from tina.run_status import RunStatus
 
 __all__ = ["collect", "collect_curves", "collect_evals", "find_runs", "override_columns",
@@ -134,7 +135,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     overrides (``df.attrs["overrides"]``, typed) and CONFIG_COLUMNS; steps, max_steps,
     stop_at_step, logged_steps, epochs; for reward, format, accuracy, length, kl: <m>_peak,
     <m>_peak_step, <m>_final (last logged value), length_min; transition_step,
-    transition_format_step, transition_length_step, transition_reason (analysis.phase.detect),
+    transition_format_step, transition_length_step, transition_reason (tina.phase.detect),
     saved_steps, best_checkpoint (phase.best_checkpoint); heldout_{base,final}_{format,accuracy};
     eval_* and eval/<benchmark>; wall_seconds, gpu_type, num_gpus, gpu_hours, usd, tokens, flops,
     flops_basis, num_params, trainable_params; error; notes (what was odd, "; "-joined).
@@ -145,7 +146,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     The override columns are listed in ``df.attrs["overrides"]``.
     """
     if isinstance(prices, (str, os.PathLike)):
-        prices = cost.load_prices(prices)
+        prices = load_prices(prices)
     pairs = _runs_of(paths)
     fps = [row_cache.fingerprint(r) for r, _ in pairs]
     rows: list = [row_cache.get(r, fp) if cache else None for (r, _), (fp, _) in zip(pairs, fps)]

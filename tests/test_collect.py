@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis.phase import FORMAT_KEY, LENGTH_KEY
+from tina.phase import FORMAT_KEY, LENGTH_KEY
 from analysis.runs import collect_curves, collect_evals, find_runs, override_columns
 from tests.helpers import ROOT, curve, done, hold_lock, make_run, rows, write_eval
 from tina import run_dir as rd

@@ -124,6 +124,7 @@ BAD = [
     ("train.stop_at_step=500", "train.stop_at_step"),
     ("train.save_steps=0", "train.save_steps"),
     ("train.max_step=10", "train.max_steps"),
+    ("train.resume=false", "train.resume: removed"),  # it did nothing: a run always resumes
     ("compute.per_device_batch=5", "compute.per_device_batch"),
     ("compute.num_processes=3", "compute.per_device_batch"),
     ("compute.bf16=maybe", "compute.bf16"),

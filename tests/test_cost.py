@@ -10,9 +10,10 @@ import pytest
 
 from analysis import cost
 from analysis.cost import (
-    dollars, flops, flops_breakdown, gpu_hours, gpu_key, load_prices, non_embedding_params,
-    paper_costs, paper_results, run_cost, tokens_from_metrics, tokens_from_summary,
+    flops, flops_breakdown, non_embedding_params, paper_costs, paper_results, run_cost, tokens_from_metrics,
+    tokens_from_summary,
 )
+from tina.costmodel import dollars, gpu_hours, gpu_key, load_prices
 
 ROOT = Path(__file__).resolve().parents[1]
 
