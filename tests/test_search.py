@@ -126,3 +126,19 @@ def test_a_trial_is_told_what_its_run_ended_with(tmp_path, status, state):
     Trial(search, trial)._tell()
     told = study(tmp_path / "search").trials[0]
     assert told.state == state and told.value == (0.25 if state == T.COMPLETE else None)
+
+
+def test_a_resumed_trial_is_the_same_trial(tmp_path):
+    """--resume reopens a RUNNING trial by its number through Optuna's public storage API."""
+    from tina.search import Search, load_space
+
+    space, fixed = load_space("lr_rank", [])
+    first = Search(tmp_path / "s", space, fixed)
+    asked = first.study.ask(first.distributions)
+    again = Search(tmp_path / "s", space, fixed)
+    (running,) = again.study.get_trials(states=(T.RUNNING,))
+    run = tmp_path / "s" / "trial_000" / "0_x"
+    run.mkdir(parents=True)
+    rd.write_summary(run, status="completed", steps=3, heldout_final={"accuracy": 0.5})
+    again._resume(running)  # finished: told at once
+    assert study(tmp_path / "s").trials[asked.number].state == T.COMPLETE

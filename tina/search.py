@@ -281,7 +281,7 @@ class Search:
         self.distributions = distributions(space)
         sweep.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = JournalStorage(JournalFileBackend(str(sweep / STUDY)))
+        self.storage = storage = JournalStorage(JournalFileBackend(str(sweep / STUDY)))
         # A resumed driver's sampler must not draw the first trials' values again.
         asked = len(storage.get_all_trials(storage.get_study_id_from_name("tina"))) if storage.get_all_studies() else 0
         seed = None if space.get("seed") is None else int(space["seed"]) + asked
@@ -299,7 +299,9 @@ class Search:
         (tina.sweep rerun: it resumes from its checkpoint)."""
         import optuna
 
-        t = Trial(self, optuna.trial.Trial(self.study, trial._trial_id))
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(  # public storage API, not trial._trial_id
+            self.storage.get_study_id_from_name("tina"), trial.number)
+        t = Trial(self, optuna.trial.Trial(self.study, trial_id))
         t.reported = max(trial.intermediate_values, default=0)
         if "pruned_at" in trial.user_attrs:
             t._stop(None)  # the last driver may have died between deciding and stopping

@@ -60,7 +60,7 @@ def relaunch(sweep: Path, rows: list[dict]) -> None:
     from hydra.core.utils import setup_globals
     from hydra.types import HydraContext
 
-    from hydra._internal.callbacks import Callbacks
+    from tina.hydra_internal import Callbacks
     from tina.train import main as task_function
 
     setup_globals()
