@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -162,14 +164,42 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
     )
 
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig, tc: TinaConfig | None = None) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary.
 
     Compose, validate, own the run directory (rd.writer: lock, config, summary), load data, build
     the trainer, train, record. Any failure is recorded in summary.json and re-raised, so Hydra
     marks that job failed while the rest of a multirun goes on.
     """
-    tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
+    tc = tc or validate(cfg)  # raises ConfigError naming the key, before any file or model
+    with _process_state():
+        return _train(cfg, tc)
+
+
+@contextmanager
+def _process_state() -> Iterator[None]:
+    """The jobs of a basic-launcher multirun share one process: what a job changes in it (wandb's
+    and the ranks' environment, torch's thread count, accelerate's patched context) is put back when
+    it ends, so each job starts from the state the process had before it."""
+    import accelerate.utils
+    import accelerate.utils.environment
+    import torch
+
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    contexts = accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        for key, value in environ.items():
+            if os.environ.get(key) != value:  # only what changed: setenv races getenv in other threads
+                os.environ[key] = value
+        torch.set_num_threads(threads)
+        accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment = contexts
+
+
+def _train(cfg: DictConfig, tc: TinaConfig) -> dict:
     _export_slurm_ranks()
     check_world_size(tc)
     run_dir = Path(tc.train.output_dir)
@@ -369,9 +399,9 @@ def main(cfg: DictConfig) -> dict:
     # What was there before this job; Hydra's own empty train.log, made just now, does not count.
     before = {p for p in run_dir.iterdir() if p.name != rd.TRAIN_LOG or p.stat().st_size} if run_dir.is_dir() else set()
     try:
-        validate(cfg)
+        tc = validate(cfg)
         print_config(cfg)
-        return train(cfg)
+        return train(cfg, tc)
     except ConfigError as e:
         if not single:
             raise
