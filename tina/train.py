@@ -114,15 +114,9 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
 
 
 def load_tokenizer(tc: TinaConfig):
-    from transformers import AutoTokenizer
+    from tina.evaluate import inprocess
 
-    tokenizer = AutoTokenizer.from_pretrained(tc.model.name_or_path)
-    if tc.model.chat_template is not None:
-        tokenizer.chat_template = tc.model.chat_template
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return inprocess.load_tokenizer(tc.model.name_or_path, tc.model.chat_template)  # the one setup
 
 
 def load_model(tc: TinaConfig):
@@ -160,7 +154,8 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig) -> dict:
 
     return score(
         model, tokenizer, list(eval_ds["prompt"]), list(eval_ds["solution"]),
-        temperature=tc.algorithm.temperature, max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
+        temperature=tc.algorithm.temperature, top_p=tc.algorithm.top_p, top_k=tc.algorithm.top_k,
+        max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
     )
 
 
