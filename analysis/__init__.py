@@ -1,7 +1,7 @@
 """Analysis of tina runs: it reads what ``tina`` writes (nothing in ``tina`` imports it).
 
 Rows: ``analysis.runs`` (``collect``: one row per run; curves and evaluations in long form), built
-by ``analysis.row`` from ``analysis.metrics`` (metrics.jsonl), ``analysis.phase`` (the phase
+by ``analysis.row`` from ``tina.metrics`` (metrics.jsonl), ``tina.phase`` (the phase
 transition), ``analysis.evals`` (evaluation results) and ``analysis.cost`` (GPU-hours, dollars,
 FLOPs, the paper's tables), cached by ``analysis.cache``. Report: ``python -m analysis.report
 SWEEP`` (report.md + report.html), with ``analysis.document`` (blocks and their rendering),

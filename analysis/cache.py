@@ -13,18 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
-from analysis import cost, evals, metrics, phase, row
+from analysis import cost, evals, row
+from tina import metrics, phase
 from tina import run_dir as rd
 from tina.evaluate import results
 
 # the modules whose code decides a row's content: a change to any of them invalidates every row
-# (the detector and the metrics reader by where they are defined, not where they are re-exported)
-_SOURCES = (row, evals, cost, sys.modules[metrics.read_metrics.__module__],
-            sys.modules[phase.detect.__module__], results, rd)
+_SOURCES = (row, evals, cost, metrics, phase, results, rd)
 # the run's files a row is read from; checkpoints/ by its mtime (a new checkpoint changes it)
 _INPUTS = (rd.SUMMARY, rd.METRICS, rd.CONFIG, f"{rd.HYDRA}/overrides.yaml", f"{rd.HYDRA}/config.yaml",
            rd.CHECKPOINTS, rd.TRAIN_LOG)

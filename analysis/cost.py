@@ -19,11 +19,11 @@ from typing import Mapping
 import pandas as pd
 
 # The price table and its readers live in tina.costmodel (the launcher's budget check needs them and
-# tina may not import analysis); re-exported here so reports keep one import.
-from tina.costmodel import PRICES_PATH, dollars, gpu_hours, gpu_key, load_prices
+# tina may not import analysis): import them from there.
+from tina.costmodel import dollars, gpu_hours, gpu_key
 
 __all__ = [
-    "PRICES_PATH", "load_prices", "gpu_key", "gpu_hours", "dollars", "run_cost",
+    "run_cost",
     "flops", "flops_breakdown", "non_embedding_params", "base_params", "run_flops",
     "tokens_from_metrics", "tokens_from_summary", "paper_costs", "paper_results",
 ]

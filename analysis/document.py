@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-BAD_STATUS = ("failed", "died", "interrupted", "unreadable", "no summary", "not started")  # needs attention
+from tina.run_status import RunStatus
+
+# needs attention: neither a result nor on its way
+BAD_STATUS = tuple(s.value for s in RunStatus if not s.finished and not s.alive)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from analysis import cost
 from analysis.cells import DASH, isnan, num, sort_key
 from analysis.document import Heading, Para, Table
 from tina.evaluate.testsets import BENCHMARKS
+from tina.run_status import RunStatus
+
+FINISHED = {s.value for s in RunStatus if s.finished}
 
 BENCH = {"aime24": "AIME24", "aime25": "AIME25", "amc23": "AMC23", "math500": "MATH500",
          "gpqa": "GPQA", "minerva": "Minerva"}  # paper_results.csv column -> header
@@ -80,7 +83,7 @@ def _repro_rows(sweep_name: str, g: pd.DataFrame, axis: str, axis_header: str, a
     for _, h in sorted(d.groupby("_key", dropna=False), key=lambda kv: kv[0]):
         row = {"source": "this reproduction",
                "model / runs": f"{sweep_name}: {len(h)} run{'s' * (len(h) != 1)}, "
-                               f"{int((h['status'] == 'completed').sum())} completed",
+                               f"{int(h['status'].map(lambda s: s in FINISHED).sum())} finished",
                axis_header: num(h[axis].iloc[0])}
         row.update({BENCH[p]: _mean_pct(h[ours[p]]) if p in ours else DASH for p in BENCH})
         row["avg %"] = _mean_pct(h[acol]) if acol else DASH

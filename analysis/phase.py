@@ -1,10 +1,11 @@
-"""The phase-transition detector lives in tina/phase.py (training's early stop and checkpoint choice
-use it, and tina never imports analysis); analysis re-exports it for notebooks and reports."""
+"""`python -m analysis.phase METRICS [--json]`: the command line of the phase-transition detector.
 
-from tina.phase import (CLIPPED_KEY, ENTROPY_KEY, FORMAT_KEY, LENGTH_KEY, ZERO_STD_KEY,  # noqa: F401
-                        best_checkpoint, detect, main, no_signal_streak, saved_steps)
+The detector itself is tina.phase (training's early stop uses it; tina never imports analysis):
+import it from there. This module is only the documented command."""
 
 if __name__ == "__main__":
     import sys
+
+    from tina.phase import main
 
     sys.exit(main())

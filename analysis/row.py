@@ -2,14 +2,13 @@
 
 Every run gives a row whatever state it is in (truncated metrics line, failed, in progress, no
 config): a sweep is judged by its failures too, so problems become notes, never exceptions.
-Parsing and detection are other modules' job (``analysis.metrics``, ``analysis.phase``,
+Parsing and detection are other modules' job (``tina.metrics``, ``tina.phase``,
 ``analysis.evals``, ``analysis.cost``); this one calls them and lays out the results. A run of
 1,000 logged steps costs ~23 ms of CPU: ~9 ms reading metrics.jsonl, ~10 ms phase detection.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -18,11 +17,13 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from analysis import cost, evals, phase
-from analysis.metrics import read_metrics
+from analysis import cost, evals
+from tina import phase
 from tina import run_dir as rd
+from tina.errors import RunDirError
+from tina.metrics import read_metrics
+from tina.run_status import RunStatus
 
 # short name -> metrics.jsonl key (TRL's names; reward functions are rewards/<name>_reward/mean)
 METRICS = {
@@ -39,26 +40,14 @@ STOPPED_LEARNING = 10  # logged steps in a row with no group's rewards spread: t
 # Resolved config values every row carries: they identify an experiment even when the sweep
 # varied a whole group (experiment=..., algorithm=...) rather than these keys themselves.
 CONFIG_COLUMNS = ("dataset.name", "algorithm.name", "lora.rank", "optim.lr", "model.name_or_path")
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on config.yaml
 
 
-def _load_json(path: Path):
-    """(object, error text); (None, None) when the file does not exist."""
+def _read(run: Path, read, *args):
+    """(data, note): tina.run_dir's reader's result, or None and why the file is unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError) as e:
-        return None, f"{type(e).__name__}: {e}"
-
-
-def _load_yaml(path: Path):
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER), None
-    except FileNotFoundError:
-        return None, None
-    except (OSError, yaml.YAMLError) as e:
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        return read(run, *args), None
+    except RunDirError as e:
+        return None, str(e).replace(f"{run}/", "")
 
 
 def get(d, dotted: str):
@@ -140,13 +129,13 @@ def read_run(run: str) -> dict:
 
 
 def _read_config(run: Path, notes: list) -> Mapping:
-    config, err = _load_yaml(run / rd.CONFIG)
-    if isinstance(config, Mapping):
+    config, err = _read(run, rd.read_config)
+    if config:
         return config
     # Hydra's composed (unresolved) config: better than nothing; ${...} values read as None
-    config, _ = _load_yaml(run / rd.HYDRA / rd.HYDRA_CONFIG)
+    config, _ = _read(run, rd.read_hydra, rd.HYDRA_CONFIG)
     config = config if isinstance(config, Mapping) else {}
-    why = f"{rd.CONFIG} unreadable ({err})" if err else f"no {rd.CONFIG}"
+    why = err or f"no {rd.CONFIG}"
     notes.append(why + (f"; values from {rd.HYDRA}/config.yaml" if config else ""))
     return config
 
@@ -183,18 +172,16 @@ def _sane_summary(summary, notes: list[str]) -> dict:
 
 def _read_run(run: Path) -> dict:
     notes: list[str] = []
-    summary, err = _load_json(run / rd.SUMMARY)
+    summary, err = _read(run, rd.read_summary)
     if err:
-        notes.append(f"{rd.SUMMARY} unreadable ({err})")
-    if summary is None:
-        summary = {}
-        if not err:
-            notes.append(f"no {rd.SUMMARY}")
-    summary = _sane_summary(summary, notes)
+        notes.append(err)
+    elif not (run / rd.SUMMARY).exists():
+        notes.append(f"no {rd.SUMMARY}")
+    summary = _sane_summary(summary if summary is not None else {}, notes)
     config = _read_config(run, notes)
-    ov, err = _load_yaml(run / rd.HYDRA / rd.HYDRA_OVERRIDES)
+    ov, err = _read(run, rd.read_hydra, rd.HYDRA_OVERRIDES)
     if err:
-        notes.append(f"{rd.HYDRA}/overrides.yaml unreadable ({err})")
+        notes.append(err)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -266,7 +253,7 @@ def _read_run(run: Path) -> dict:
         _summary={k: summary.get(k) for k in ("device", "wall_seconds")},
     )
     error = summary.get("error")
-    if not error and summary.get("status") in (None, "failed") and not len(df):
+    if not error and summary.get("status") in (None, RunStatus.FAILED) and not len(df):
         error = _error_from_log(run)
     row["error"] = error
     row.update(evals.columns(evals.records(run, row["steps"], notes), row["best_checkpoint"]))

@@ -1,8 +1,7 @@
 """Collect tina runs into one table: one row per run, for reports and notebooks.
 
-``collect(*paths)`` takes run directories and/or sweep directories (searched recursively: a run
-is a directory holding summary.json, metrics.jsonl or .hydra/; the search does not descend into a
-run) and returns a DataFrame with one row per run (built by ``analysis.row``); ``collect_curves``
+``collect(*paths)`` takes run directories and/or sweep directories (searched recursively for
+what ``tina.run_dir.is_run`` calls a run; the search does not descend into a run) and returns a DataFrame with one row per run (built by ``analysis.row``); ``collect_curves``
 returns the training curves in long form, ``collect_evals`` the evaluation results.
 
 Only a path that does not exist or holds no run raises (FileNotFoundError / ValueError). Rows
@@ -25,14 +24,14 @@ import pandas as pd
 
 from analysis import cache as row_cache
 from analysis import cost, evals
-from analysis.metrics import read_metrics
 from analysis.row import CONFIG_COLUMNS, METRICS, read_run
 from tina import run_dir as rd
+from tina.costmodel import load_prices
+from tina.metrics import read_metrics
+from tina.run_status import RunStatus
 
 __all__ = ["collect", "collect_curves", "collect_evals", "find_runs", "override_columns",
            "METRICS", "CONFIG_COLUMNS"]
-
-MARKERS = (rd.SUMMARY, rd.METRICS)  # files that make a directory a run (so does .hydra/)
 
 
 def _natural(p: Path):
@@ -45,20 +44,20 @@ def find_runs(path: str | os.PathLike) -> list[Path]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or directory")
     if p.is_file():
-        if p.name not in MARKERS:
+        if p.name not in rd.RUN_FILES:
             raise ValueError(f"{p}: not a run or sweep directory (give a directory, or a run's "
-                             f"{rd.SUMMARY} / {rd.METRICS})")
+                             f"{' / '.join(rd.RUN_FILES)})")
         p = p.parent
     runs = []
-    for root, dirs, files in os.walk(p):
-        if rd.HYDRA in dirs or any(m in files for m in MARKERS):
+    for root, dirs, _ in os.walk(p):
+        if rd.is_run(Path(root)):
             runs.append(Path(root))
             dirs[:] = []  # a run holds no runs; do not walk its checkpoints
         else:
             dirs[:] = [d for d in dirs if not d.startswith(".")]
     if not runs:
-        raise ValueError(f"{p}: no runs found (a run directory holds {rd.SUMMARY}, "
-                         f"{rd.METRICS} or .hydra/)")
+        raise ValueError(f"{p}: no runs found (a run directory holds {', '.join(rd.RUN_FILES)} "
+                         f"or {rd.HYDRA}/)")
     return sorted(runs, key=_natural)
 
 
@@ -96,7 +95,7 @@ def _cost_columns(row: dict, status: str, prices, notes: list) -> dict:
     summ = dict(row.pop("_summary", None) or {})
     wall = summ.get("wall_seconds")
     st = row.pop("_step_time_sum", 0.0) or 0.0
-    if status in ("running", "died", "no summary") and st > (wall or 0):  # summary's wall is written at the end
+    if status in (RunStatus.RUNNING, RunStatus.DIED, RunStatus.NO_SUMMARY) and st > (wall or 0):  # summary's wall is written at the end
         wall = st
     summ["wall_seconds"] = wall or 0.0
     out = {"wall_seconds": wall}
@@ -138,7 +137,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     entropy: <m>_peak,
     <m>_peak_step, <m>_final (last logged value), length_min; transition_step,
     transition_format_step, transition_length_step, transition_reason, transition_confidence,
-    acquisition_step, acquisition_confidence (analysis.phase.detect), no_signal_streak,
+    acquisition_step, acquisition_confidence (tina.phase.detect), no_signal_streak,
     saved_steps, best_checkpoint (phase.best_checkpoint); heldout_{base,final}_{format,accuracy};
     eval_* and eval/<benchmark>; wall_seconds, attempts (processes that ran it: requeues, reruns),
     gpu_type, num_gpus, gpu_hours, usd, tokens, flops,
@@ -150,7 +149,7 @@ def collect(*paths, prices=None, workers: int | None = None, cache: bool = True)
     The override columns are listed in ``df.attrs["overrides"]``.
     """
     if isinstance(prices, (str, os.PathLike)):
-        prices = cost.load_prices(prices)
+        prices = load_prices(prices)
     pairs = _runs_of(paths)
     fps = [row_cache.fingerprint(r) for r, _ in pairs]
     rows: list = [row_cache.get(r, fp) if cache else None for (r, _), (fp, _) in zip(pairs, fps)]

@@ -29,7 +29,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from analysis.phase import FORMAT_KEY, LENGTH_KEY
+from tina.phase import FORMAT_KEY, LENGTH_KEY
 from tina import run_dir as rd
 from tina.config import check_override_keys
 from tina.embedded import TINY_DIR

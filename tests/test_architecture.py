@@ -86,3 +86,13 @@ def test_modules_stay_small():
 if __name__ == "__main__":  # the graph, one module per line, for the closing note
     for module, deps in sorted(import_graph().items()):
         print(f"{module} -> {', '.join(sorted(deps)) or '-'}")
+
+
+def test_each_symbol_has_one_import_path():
+    """analysis used to re-export tina's metrics reader, phase detector and price functions."""
+    import analysis.cost
+    import analysis.phase
+
+    assert not (ROOT / "analysis" / "metrics.py").exists()
+    assert not {"detect", "main", "FORMAT_KEY"} & set(vars(analysis.phase))  # only `python -m analysis.phase`
+    assert not {"load_prices", "PRICES_PATH"} & set(vars(analysis.cost))

@@ -34,21 +34,27 @@ def test_every_group_option_composes_and_validates(override, tmp_path):
         assert GRPOConfig(**kwargs).num_generations == tc.algorithm.num_generations
 
 
-# The combinations the README shows.
-README_COMBINATIONS = [
-    [],
-    ["lora.rank=4"],
-    ["algorithm=dr_grpo", "optim.lr=5e-4"],
-    ["model=deepseek_r1_distill_qwen_1_5b", "compute=cpu"],
-    ["reward.funcs.accuracy.weight=1", "+reward.funcs.cosine.weight=1", "+reward.funcs.cosine.params.max_len=100"],
-    ["train.stop_at_step=20", "train.max_steps=40"],
-    ["wandb.mode=offline"],
+# Combinations of the kind the README shows, each with what it must set (values written by hand from
+# the README and the paper, not read back from the config).
+COMBINATIONS = [
+    ([], lambda tc: (tc.dataset.name, tc.lora.rank, tc.optim.lr) == ("toy", 32, 1e-3)),
+    (["lora.rank=4"], lambda tc: (tc.lora.rank, tc.lora.alpha) == (4, 16)),  # alpha = 4 x rank
+    (["algorithm=dr_grpo", "optim.lr=5e-4"],
+     lambda tc: (tc.algorithm.loss_type.value, tc.algorithm.scale_rewards.value, tc.optim.lr) == ("dr_grpo", "none", 5e-4)),
+    (["model=deepseek_r1_distill_qwen_1_5b", "compute=cpu"],
+     lambda tc: tc.model.name_or_path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" and not tc.compute.bf16
+     and not tc.compute.use_vllm),
+    (["reward.funcs.accuracy.weight=1", "+reward.funcs.cosine.weight=1", "+reward.funcs.cosine.params.max_len=100"],
+     lambda tc: {k: (f.weight, f.params) for k, f in tc.reward.funcs.items()}
+     == {"format": (1, {}), "accuracy": (1, {}), "cosine": (1, {"max_len": 100})}),
+    (["train.stop_at_step=20", "train.max_steps=40"], lambda tc: (tc.stop_step, tc.train.max_steps) == (20, 40)),
+    (["wandb.mode=offline"], lambda tc: tc.wandb.mode.value == "offline"),
 ]
 
 
-@pytest.mark.parametrize("overrides", README_COMBINATIONS, ids=lambda o: " ".join(o) or "default")
-def test_readme_combinations_validate(overrides, tmp_path):
-    validate(compose_cfg(overrides + [f"train.output_dir={tmp_path}"]))
+@pytest.mark.parametrize("overrides, sets", COMBINATIONS, ids=lambda o: " ".join(o) or "default" if isinstance(o, list) else "")
+def test_combinations_validate_and_set_what_they_say(overrides, sets, tmp_path):
+    assert sets(validate(compose_cfg(overrides + [f"train.output_dir={tmp_path}"])))
 
 
 def test_default_is_the_embedded_cpu_run(tmp_path):
@@ -118,6 +124,7 @@ BAD = [
     ("train.stop_at_step=500", "train.stop_at_step"),
     ("train.save_steps=0", "train.save_steps"),
     ("train.max_step=10", "train.max_steps"),
+    ("train.resume=false", "train.resume: removed"),  # it did nothing: a run always resumes
     ("compute.per_device_batch=5", "compute.per_device_batch"),
     ("compute.num_processes=3", "compute.per_device_batch"),
     ("compute.bf16=maybe", "compute.bf16"),

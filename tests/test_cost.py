@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import filecmp
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +10,10 @@ import pytest
 
 from analysis import cost
 from analysis.cost import (
-    dollars, flops, flops_breakdown, gpu_hours, gpu_key, load_prices, non_embedding_params,
-    paper_costs, paper_results, run_cost, tokens_from_metrics, tokens_from_summary,
+    flops, flops_breakdown, non_embedding_params, paper_costs, paper_results, run_cost, tokens_from_metrics,
+    tokens_from_summary,
 )
+from tina.costmodel import dollars, gpu_hours, gpu_key, load_prices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,15 +148,25 @@ def test_tokens_sources():
     assert tokens_from_summary({}) is None
 
 
+# sha256 of the tables as copied from the reference (shared/reference/) when they were added
+PAPER_TABLES = {"paper_costs.csv": "eb7b2d697b8d86a5d351fd0ec6a1b94e1e66cd2ec17b3cc0fffed6c9106c9ffe",
+                "paper_results.csv": "435e2c28afed08494cadae8de74e8435eb46fe7806de1b73359af01980a82927"}
+
+
 def test_paper_tables_are_the_projects_own_copies():
     res = paper_results()
     assert len(res) == 21 and {"name", "kind", "avg", "aime24"} <= set(res.columns)
     rs2 = res.set_index("name").loc["Tina-Open-RS2"]
     assert rs2["avg"] == pytest.approx(50.60) and rs2["pct_epoch"] == 51
-    assert len(paper_costs()) == 17
-    # loaded from inside the package, not from ../shared
+    costs = paper_costs()
+    assert len(costs) == 17
+    # values typed from the paper's cost table: Open-RS2 15 + 17 USD, LIMR 4 + 4, all tasks 526
+    by_item = costs.set_index("item")
+    assert tuple(by_item.loc["Open-RS2", ["train_usd", "eval_usd", "total_usd"]]) == (15, 17, 32)
+    assert tuple(by_item.loc["LIMR", ["train_usd", "eval_usd", "total_usd"]]) == (4, 4, 8)
+    assert by_item.loc["all tasks", "total_usd"] == 526
+    assert (costs["train_usd"] + costs["eval_usd"] == costs["total_usd"]).all()
+    # loaded from inside the package, and byte for byte the copies made of the reference tables
     assert Path(cost.PAPER_DIR).resolve() == (ROOT / "analysis" / "paper").resolve()
-    shared = Path("/work/shared/reference")
-    if shared.is_dir():  # identical to the reference they were copied from
-        for f in ("paper_results.csv", "paper_costs.csv"):
-            assert filecmp.cmp(shared / f, cost.PAPER_DIR / f, shallow=False)
+    for name, digest in PAPER_TABLES.items():
+        assert hashlib.sha256((cost.PAPER_DIR / name).read_bytes()).hexdigest() == digest, name

@@ -219,3 +219,15 @@ def test_rebuild_is_byte_identical(tmp_path):
     for name in committed:
         assert (tmp_path / name).read_bytes() == (TINY_DIR / name).read_bytes(), name
     print(f"rebuilt in {time.time() - started:.0f} s")
+
+
+def test_heldout_samples_with_the_runs_top_k(model, tokenizer):
+    """top_k=1 keeps only the likeliest token: the seed no longer matters (it did, top_k ignored)."""
+    from tina.heldout import score
+
+    rows = toy.rows("test", 16, 0)
+    prompts, golds = [conversation(r["problem"]) for r in rows], [r["solution"] for r in rows]
+    greedy = [score(model, tokenizer, prompts, golds, seed=s, top_k=1, temperature=1.5) for s in (0, 1, 2)]
+    assert greedy[0] == greedy[1] == greedy[2]
+    sampled = [score(model, tokenizer, prompts, golds, seed=s, temperature=1.5) for s in (0, 1, 2)]
+    assert len({(s["format"], s["accuracy"]) for s in sampled}) > 1

@@ -196,7 +196,7 @@ def _write_metrics(run: Path, df) -> None:
 
 
 def test_best_is_the_checkpoint_at_or_before_the_phase_transition(tmp_path):
-    from analysis.phase import detect
+    from tina.phase import detect
     from tests.helpers import curve
 
     df, truth = curve(0, n=300, frac=0.5)

@@ -1,4 +1,4 @@
-"""Phase-transition detector (analysis.phase) and the metrics reader (analysis.metrics).
+"""Phase-transition detector (tina.phase) and the metrics reader (tina.metrics).
 
 Synthetic curves imitate the paper's picture: the format reward rises (logistic) to a plateau,
 then after the transition step T falls by 0.2-0.4 over 20% of the run and gets 1.5x noisier; the
@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.metrics import read_metrics
-from analysis.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
-from analysis.phase import main as phase_main
+from tina.metrics import read_metrics
+from tina.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
+from tina.phase import main as phase_main
 from tests.helpers import curve, make_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 
 import analysis
 from analysis.document import Heading, Image, Para, Table, render_html, render_md
-from analysis.phase import detect
+from tina.phase import detect
 from analysis.plots import pareto, smooth
 from analysis.report import main as report_main
 from analysis.runs import collect_curves, override_columns

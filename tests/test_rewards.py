@@ -293,6 +293,10 @@ def fresh_cache():
 
 def _start(workers):
     math_check.set_workers(workers)
+    _ready()
+
+
+def _ready():
     math_check.judge([("\\boxed{1}", "$1$")])  # the pool starts at the first check
     while math_check._pool is not None and math_check._pool._starting:  # until every worker is up
         math_check.judge([("\\boxed{1}", "$1$")] * 2)
@@ -312,10 +316,20 @@ def workers(request):
     math_check.set_workers(None)
 
 
-@pytest.fixture(scope="module")
-def pool():  # one pool for the module's pool tests: each start costs seconds here
-    _start(2)
+@pytest.fixture
+def pool():
+    """A 2-worker pool, every worker up. Kept from one pool test to the next (a start costs seconds
+    here) unless a test run in between, in whatever order, closed or resized it."""
+    if math_check._pool is None or math_check._workers != 2:
+        _start(2)
+    else:
+        _ready()  # the kill test leaves a replacement worker starting
     yield math_check._pool
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_pool_left():
+    yield
     math_check.set_workers(None)
 
 
@@ -373,6 +387,7 @@ def test_worker_pool_gives_the_serial_verdicts(fresh_cache, pool):
     in_pool = {name: get_reward(name)(texts, solution=gold) for name in MATH_REWARDS}
     assert in_pool["accuracy"][-4:] == [1.0, 1.0, 0.0, 0.0]
     tasks = [(R._text(t)[-math_check.MAX_PARSE_CHARS:], g) for t, g in zip(texts, gold)]
+    math_check._warm_up()  # as judge() does before checking in this process: math-verify's first parse is slow
     assert [v for v, _ in math_check.judge(tasks)] == [math_check._judge_here(t)[0] for t in tasks]
 
 

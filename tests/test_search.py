@@ -109,3 +109,36 @@ def test_basic_launcher_search_in_process(tmp_path):
     out = build([sweep], out=tmp_path / "report")
     md = out["markdown"].read_text()
     assert f"## Search {sweep}: heldout_final.accuracy" in md and "Best: trial" in md and "search_" in md
+
+
+@pytest.mark.parametrize("status, state", [("stopped_early", T.COMPLETE), ("completed", T.COMPLETE),
+                                           ("failed", T.FAIL), ("interrupted", T.FAIL)])
+def test_a_trial_is_told_what_its_run_ended_with(tmp_path, status, state):
+    """A run stopped early at its transition is a result: the study gets its objective, not FAIL."""
+    from tina.search import Search, Trial, load_space
+
+    space, fixed = load_space("lr_rank", [])
+    search = Search(tmp_path / "search", space, fixed)
+    trial = search.study.ask(search.distributions)
+    run = tmp_path / "search" / "trial_000" / "0_x"
+    run.mkdir(parents=True)
+    rd.write_summary(run, status=status, steps=7, heldout_final={"accuracy": 0.25})
+    Trial(search, trial)._tell()
+    told = study(tmp_path / "search").trials[0]
+    assert told.state == state and told.value == (0.25 if state == T.COMPLETE else None)
+
+
+def test_a_resumed_trial_is_the_same_trial(tmp_path):
+    """--resume reopens a RUNNING trial by its number through Optuna's public storage API."""
+    from tina.search import Search, load_space
+
+    space, fixed = load_space("lr_rank", [])
+    first = Search(tmp_path / "s", space, fixed)
+    asked = first.study.ask(first.distributions)
+    again = Search(tmp_path / "s", space, fixed)
+    (running,) = again.study.get_trials(states=(T.RUNNING,))
+    run = tmp_path / "s" / "trial_000" / "0_x"
+    run.mkdir(parents=True)
+    rd.write_summary(run, status="completed", steps=3, heldout_final={"accuracy": 0.5})
+    again._resume(running)  # finished: told at once
+    assert study(tmp_path / "s").trials[asked.number].state == T.COMPLETE

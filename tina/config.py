@@ -362,8 +362,6 @@ class TrainConfig:
     logging_steps: int = 1
     seed: int = 42
     output_dir: str = "${tina_output_dir:}"
-    # Start again in the same output_dir: continue from its last checkpoint.
-    resume: bool = True
     early_stop: EarlyStop = EarlyStop.off
     # Logged steps to wait after a detected phase transition before stopping.
     early_stop_patience: int = 20
@@ -472,7 +470,16 @@ def register() -> None:
 register()
 
 
+# Keys that did nothing and were removed: what to do instead.
+REMOVED = {"train.resume": "removed: a run always continues from the last intact checkpoint in its "
+                           "train.output_dir; to start over, choose a new train.output_dir"}
+
+
 def check_override_keys(overrides: list[str]) -> None:
     """Refuse unknown keys of the training schema, naming the allowed ones (tina.schema)."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in REMOVED:
+            raise ConfigError(f"{key}: {REMOVED[key]}")
     groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps"]
     _check_keys(overrides, TinaConfig, groups)

@@ -27,6 +27,7 @@ import yaml
 
 from tina import run_dir as rd
 from tina.errors import ConfigError
+from tina.run_status import status_of
 
 PRICES_PATH = Path(__file__).resolve().parent / "prices.yaml"
 CPU = "cpu"
@@ -144,7 +145,7 @@ def evidence_from_runs(paths: Iterable[Path | str], notes: list[str] | None = No
         for run in runs:
             try:
                 s = rd.read_summary(run)
-                if s.get("status") not in ("completed", "stopped_early") or not s.get("steps") or not s.get("wall_seconds"):
+                if not (status := status_of(s.get("status"))) or not status.finished or not s.get("steps") or not s.get("wall_seconds"):
                     continue
                 out.append(_evidence(run, s, rd.read_config(run)))
             except (ConfigError, AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:

@@ -1,48 +1,14 @@
 """Held-out format and accuracy of a model, sampled the way TRL's GRPOTrainer samples.
 
-Why sample like the trainer (do_sample, top_k=0, top_p=1.0, the training temperature, the chat
-template with add_generation_prompt=True, skip_special_tokens=True decoding) rather than greedily:
+Why sample like the trainer (do_sample with the run's temperature, top_p and top_k, the chat
+template with add_generation_prompt=True, skip_special_tokens=True decoding: the one sampling loop,
+tina.evaluate.inprocess.generate) rather than greedily:
 the number is then directly comparable to the `rewards/*/mean` curves of the same run, and a
 before/after pair measures what RL changed, not a change of decoding. The scoring functions are
 the training rewards themselves (`tina.rewards.get_reward`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
-
-import torch
-
-
-def _generate(model, tokenizer, prompts, *, temperature, max_new_tokens, batch_size) -> list[str]:
-    eos = model.generation_config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
-        eos = [tokenizer.eos_token_id, *eos]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    texts: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        ids = [
-            list(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-            for p in batch
-        ]
-        width = max(len(x) for x in ids)
-        # left padding, as for any decoder-only batch generation
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
-        attention_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos,
-            pad_token_id=pad,
-        )
-        texts.extend(tokenizer.batch_decode(out[:, width:], skip_special_tokens=True))
-    return texts
 
 
 def score(
@@ -52,6 +18,8 @@ def score(
     solutions: list[str],
     *,
     temperature: float = 0.7,
+    top_p: float = 1.0,
+    top_k: int = 0,
     max_new_tokens: int = 32,
     num_samples: int = 1,
     seed: int = 0,
@@ -68,6 +36,7 @@ def score(
     reward); accuracy is NaN if all are, and that problem's per-problem accuracy None.
     The global torch RNG is left as it was; the model's train/eval mode too.
     """
+    from tina.evaluate.inprocess import generate
     from tina.rewards import get_reward
     from tina.run_dir import problem_id
 
@@ -84,11 +53,8 @@ def score(
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(seed)
-            texts = _generate(
-                model, tokenizer, prompts, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size
-            )
+        texts = [c for (c,) in generate(model, tokenizer, prompts, n=1, seed=seed, temperature=temperature,
+                                         top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, batch_size=batch_size)]
     finally:
         model.train(was_training)
 

@@ -51,11 +51,10 @@ def job_config(cfg: DictConfig) -> TinaConfig | None:
 def compose_sweep(overrides: list[str], multirun: bool):
     """(config loader, master config, each job's overrides) of `tina.train [-m] OVERRIDES`, expanded
     as Hydra's basic sweeper expands them (named sweeps' params first, then the command line)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
+
+    from tina.hydra_internal import BasicSweeper, ConfigLoaderImpl, create_config_search_path
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
     cfg = loader.load_configuration("train", overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN)

@@ -16,7 +16,6 @@ killed picks up its finished, still running and interrupted trials and completes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -31,14 +30,14 @@ from hydra.errors import HydraException
 from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, ConfigError, check_override_keys
 from tina.overrides import override
-from tina.status import FINISHED, needs_rerun, sweep_status
+from tina.run_status import RunStatus, status_of
+from tina.status import finished, needs_rerun, sweep_status
 
 SPACES_DIR = PACKAGE_DIR.parent / "sweeps" / "search"
 RECORD, STUDY = "search.yaml", "study.journal"
 SPACE_KEYS = {"objective", "direction", "params", "prune", "trials", "parallel", "seed"}
 PRUNE_KEYS = {"metric", "window", "warmup_steps", "startup_trials"}
 POLL_S = 1.0
-FINAL = ("completed", "stopped_early", "failed", "interrupted")  # summary.json statuses a run ends with
 
 
 # ----------------------------------------------------------------------------- the search space
@@ -170,22 +169,21 @@ class Trial:
     def _ended_since(run: Path, since: float) -> bool:
         """The run wrote a final status after `since` (a relaunched run still shows its last one)."""
         path = run / rd.SUMMARY
-        return path.exists() and path.stat().st_mtime > since and rd.read_summary(run).get("status") in FINAL
+        return path.exists() and path.stat().st_mtime > since and bool(
+            (status := status_of(rd.read_summary(run).get("status"))) and status.ended)
 
-    def _windowed(self, run: Path, metric: str, window: int):
-        path = run / rd.METRICS
-        if not path.exists():
+    def _windowed(self, run: Path, metric: str, window: int) -> list[tuple[int, float]]:
+        """(step, mean of `metric` over its last `window` logged values), from tina.metrics."""
+        import pandas as pd
+
+        from tina.metrics import read_metrics
+
+        df = read_metrics(run)
+        if metric not in df.columns:
             return []
-        series = []
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written
-            if metric in rec:
-                series.append((int(rec["step"]), float(rec[metric])))
-        return [(s, sum(v for _, v in series[max(0, i - window + 1):i + 1]) / len(series[max(0, i - window + 1):i + 1]))
-                for i, (s, _) in enumerate(series)]
+        values = pd.to_numeric(df[metric], errors="coerce").dropna()
+        means = values.rolling(window, min_periods=1).mean()
+        return [(int(s), float(v)) for s, v in zip(df.loc[values.index, "step"], means)]
 
     def _stop(self, proc: subprocess.Popen | None) -> None:
         """SIGTERM to the training process: it finishes the step, saves a checkpoint and ends."""
@@ -207,7 +205,7 @@ class Trial:
         except FileNotFoundError:
             return True
         # "not started" may only mean sacct has not heard of a job that just started: wait for more
-        return all(r["status"] in FINISHED or needs_rerun(r) and r["status"] != "not started" for r in rows)
+        return all(finished(r) or needs_rerun(r) and r["status"] != RunStatus.NOT_STARTED for r in rows)
 
     def _tell(self) -> None:
         import optuna
@@ -215,12 +213,14 @@ class Trial:
         study, number = self.search.study, self.trial.number
         run = self.run_dir()
         summary = rd.read_summary(run) if run else {}
-        value = objective_of(summary, self.search.space["objective"]) if summary.get("status") == "completed" else None
-        if value is not None:  # completed, even if pruned as its last step ran: it did all its work
+        status = status_of(summary.get("status")) or RunStatus.FAILED
+        state = optuna.trial.TrialState[status.trial_state]
+        value = objective_of(summary, self.search.space["objective"]) if state == optuna.trial.TrialState.COMPLETE else None
+        if value is not None:  # finished, even if pruned as its last step ran: it did all its work
             study.tell(number, value)
         elif "pruned_at" in self.trial.user_attrs:
             study.tell(number, state=optuna.trial.TrialState.PRUNED)
-        else:
+        else:  # ended, but no objective to tell (or not ended: the trial driver gave up on it)
             study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
@@ -283,7 +283,7 @@ class Search:
         self.distributions = distributions(space)
         sweep.mkdir(parents=True, exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = JournalStorage(JournalFileBackend(str(sweep / STUDY)))
+        self.storage = storage = JournalStorage(JournalFileBackend(str(sweep / STUDY)))
         # A resumed driver's sampler must not draw the first trials' values again.
         asked = len(storage.get_all_trials(storage.get_study_id_from_name("tina"))) if storage.get_all_studies() else 0
         seed = None if space.get("seed") is None else int(space["seed"]) + asked
@@ -301,7 +301,9 @@ class Search:
         (tina.sweep rerun: it resumes from its checkpoint)."""
         import optuna
 
-        t = Trial(self, optuna.trial.Trial(self.study, trial._trial_id))
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(  # public storage API, not trial._trial_id
+            self.storage.get_study_id_from_name("tina"), trial.number)
+        t = Trial(self, optuna.trial.Trial(self.study, trial_id))
         t.reported = max(trial.intermediate_values, default=0)
         if "pruned_at" in trial.user_attrs:
             t._stop(None)  # the last driver may have died between deciding and stopping
@@ -313,7 +315,7 @@ class Search:
             rows = sweep_status(t.dir)
         except FileNotFoundError:
             rows = []
-        if rows and all(r["status"] in FINISHED for r in rows):
+        if rows and all(finished(r) for r in rows):
             return t._tell()
         if rows and not any(needs_rerun(r) for r in rows):
             return t.watch(None)  # its job outlived both drivers and is still going

@@ -15,12 +15,14 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from tina.run_status import RunStatus
+
 SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
-def status_for(signum: int) -> str:
+def status_for(signum: int) -> RunStatus:
     """USR2 is SLURM's warning before a requeue; anything else ends the run."""
-    return "preempted" if signum == signal.SIGUSR2 else "interrupted"
+    return RunStatus.PREEMPTED if signum == signal.SIGUSR2 else RunStatus.INTERRUPTED
 
 
 class Interrupted(BaseException):

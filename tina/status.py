@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from tina import run_dir as rd
 from tina.errors import RunDirError
 from tina.overrides import command, override
+from tina.run_status import RunStatus, status_of
 
 # {array job id: [job number of each task]} for arrays `tina.sweep rerun` submitted: their task i is not job i.
 RERUNS = "reruns.json"
@@ -37,7 +38,7 @@ def _slurm_states(sweep: Path) -> dict[int, dict]:
         ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
         capture_output=True, text=True, timeout=30,
     ).stdout
-    renumbered = json.loads((sweep / RERUNS).read_text()) if (sweep / RERUNS).exists() else {}
+    renumbered = rd.read_json(sweep / RERUNS)
     states = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
@@ -77,15 +78,15 @@ def sweep_status(sweep: Path) -> list[dict]:
         job = slurm.get(num, {})
         state = rd.run_state(run) if run else {"status": None, "reason": None, "steps": None, "stop_step": None,
                                                "error": None, "attempts": None}
-        if state["status"] is None or state["status"] == "not started":
+        if state["status"] is None or state["status"] == RunStatus.NOT_STARTED:
             if job.get("state") == "PENDING":
-                state["status"] = "pending"
+                state["status"] = RunStatus.PENDING
             elif job.get("state") == "CANCELLED":
-                state["status"] = "cancelled"
+                state["status"] = RunStatus.CANCELLED
             elif state["status"] is None:
-                state["status"] = "not started"
-        elif state["status"] == "running" and job.get("state") in _SLURM_DEAD:
-            state["status"], state["reason"] = "died", f"SLURM says {job['state']}: killed before it could write its summary"
+                state["status"] = RunStatus.NOT_STARTED
+        elif state["status"] == RunStatus.RUNNING and job.get("state") in _SLURM_DEAD:
+            state["status"], state["reason"] = RunStatus.DIED, f"SLURM says {job['state']}: killed before it could write its summary"
         rows.append({"num": num, "run_dir": str(run) if run else None, **state,
                      "slurm_job": job.get("job_id"), "slurm_state": job.get("state")})
     if not rows:
@@ -108,11 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_rows(rows)
         todo = _rerun_hint(args.sweep, rows)
-        return 0 if all(r["status"] in FINISHED for r in rows) and not todo else 1
-    return 0 if all(r["status"] in FINISHED for r in rows) else 1
+        return 0 if all(finished(r) for r in rows) and not todo else 1
+    return 0 if all(finished(r) for r in rows) else 1
 
 
-FINISHED = ("completed", "stopped_early")
+def finished(row: dict) -> bool:
+    """A status row (or summary) of a run that finished: RunStatus.finished."""
+    status = status_of(row.get("status"))
+    return status is not None and status.finished
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -142,7 +146,7 @@ def print_sweep_summary(sweep: Path) -> None:
         rows = sweep_status(sweep)
     except FileNotFoundError:
         return  # refused before any job ran: nothing to show
-    done = sum(r["status"] in FINISHED for r in rows)
+    done = sum(finished(r) for r in rows)
     print(f"\nsweep {sweep}: {done} of {len(rows)} jobs finished")
     print_rows(rows)
     print(f"\nstatus:  {command('python', '-m', 'tina.status', sweep)}\n"
@@ -155,13 +159,10 @@ ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFI
 
 
 def needs_rerun(row: dict) -> bool:
-    """A status row (tina.status) of a job that is neither finished nor still on its way."""
-    status, state = row["status"], row.get("slurm_state")
-    if status in FINISHED or status in ("pending", "running", "unreadable") or state in ALIVE:
-        return False  # running: its process holds the run's lock; unreadable: a damaged summary wants a person
-    # failed, interrupted, cancelled, died, no summary, not started, or preempted and not requeued by
-    # SLURM (past its requeue limit, or no scheduler to requeue it)
-    return True
+    """A status row (tina.status) of a job that is neither finished nor still on its way:
+    RunStatus.needs_rerun, unless SLURM still has the job (a preempted job it requeues)."""
+    status = status_of(row["status"]) or RunStatus.UNREADABLE  # an unknown status wants a person
+    return status.needs_rerun and row.get("slurm_state") not in ALIVE
 
 
 def rerun_command(path: Path) -> str:

@@ -26,7 +26,8 @@ from hydra.core.utils import JobStatus
 from tina import run_dir as rd
 from tina.errors import ConfigError, RunDirError
 from tina.plan import compose_sweep, recorded_overrides
-from tina.status import FINISHED, RERUNS, needs_rerun, sweep_status
+from tina.run_status import RunStatus
+from tina.status import RERUNS, finished, needs_rerun, sweep_status
 from tina.train import NOTHING_TO_DO
 
 # What became of a job a rerun launched, in the order the summary line gives them.
@@ -42,7 +43,7 @@ def jobs_to_rerun(sweep: Path) -> tuple[list[dict], list[dict]]:
         rows = {}  # not one job started
     out = []
     for num, overrides in enumerate(jobs):
-        row = rows.get(num) or {"num": num, "run_dir": None, "status": "not started", "slurm_state": None}
+        row = rows.get(num) or {"num": num, "run_dir": None, "status": RunStatus.NOT_STARTED, "slurm_state": None}
         run = Path(row["run_dir"]) if row.get("run_dir") else None
         saved = rd.saved_steps(run) if run else []
         out.append({**row, "overrides": overrides, "resume_from": saved[-1] if saved else None})
@@ -57,9 +58,9 @@ def _record_array(sweep: Path, before: set[str], nums: list[int], done: threadin
         new = {p.name.split("_")[0] for p in folder.glob("*_*") if p.is_dir()} - before if folder.is_dir() else set()
         if new:
             path = sweep / RERUNS
-            record = json.loads(path.read_text()) if path.exists() else {}
+            record = rd.read_json(path)
             record.update({array: nums for array in new})
-            path.write_text(json.dumps(record, indent=1))
+            rd.atomic_write(path, json.dumps(record, indent=1))
             return
         time.sleep(0.2)
 
@@ -100,9 +101,9 @@ def fate(sweep: Path, row: dict, ret=None, error: BaseException | None = None) -
     told = _outcome(ret, error)
     if told is None:  # the launcher did not say (a SLURM job killed hard): the run's own files do
         why = f"{now['status']}: {now['error'] or now['reason'] or '?'}"
-        told = ("ran", "") if now["status"] in FINISHED else ("failed", why)
+        told = ("ran", "") if finished(now) else ("failed", why)
     name, why = told
-    if name == "ran" and now["status"] not in FINISHED:
+    if name == "ran" and not finished(now):
         name, why = "failed", f"ended {now['status']}: {now['error'] or now['reason'] or '?'}"
     elif name == "ran":
         why = f"{now['status']} at step {now['steps']}"
@@ -116,7 +117,7 @@ def _skip(sweep: Path, row: dict) -> dict | None:
     if run is None:
         return None
     now = rd.run_state(run)
-    if now["status"] in FINISHED:
+    if finished(now):
         return {"num": row["num"], "fate": "already finished", "why": "another process finished it first",
                 "status": now["status"]}
     try:
@@ -134,7 +135,7 @@ def relaunch(sweep: Path, rows: list[dict]) -> list[dict]:
     from hydra.core.utils import setup_globals
     from hydra.types import HydraContext
 
-    from hydra._internal.callbacks import Callbacks
+    from tina.hydra_internal import Callbacks
     from tina.train import main as task_function
 
     setup_globals()
@@ -189,7 +190,7 @@ def rerun(sweep: Path, dry_run: bool = False) -> int:
         print(f"job {f['num']:>3}  {f['fate']:16s} {f['why']}")
     counts = {name: sum(f["fate"] == name for f in fates) for name in FATES}
     print(", ".join(f"{n} {name}" for name, n in counts.items() if n))
-    left = [r["num"] for r in jobs_to_rerun(sweep)[0] if r["status"] not in FINISHED]
+    left = [r["num"] for r in jobs_to_rerun(sweep)[0] if not finished(r)]
     if left:
         print(f"not finished now: jobs {left}")
     return 1 if counts["refused"] or counts["failed"] else 0

@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -22,8 +24,9 @@ from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
+from tina.run_status import RunStatus, status_of
 from tina.schema import composition_error
-from tina.status import FINISHED, SweepSummary, print_sweep_summary
+from tina.status import SweepSummary, print_sweep_summary
 from tina.signals import Interrupted, SignalGuard, status_for
 
 log = logging.getLogger("tina.train")
@@ -141,15 +144,9 @@ def grpo_kwargs(tc: TinaConfig, run_dir: Path) -> dict:
 
 
 def load_tokenizer(tc: TinaConfig):
-    from transformers import AutoTokenizer
+    from tina.evaluate import inprocess
 
-    tokenizer = AutoTokenizer.from_pretrained(tc.model.name_or_path)
-    if tc.model.chat_template is not None:
-        tokenizer.chat_template = tc.model.chat_template
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return inprocess.load_tokenizer(tc.model.name_or_path, tc.model.chat_template)  # the one setup
 
 
 def load_model(tc: TinaConfig):
@@ -191,20 +188,49 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig, run_dir: Path, which: st
 
     scored = score(
         model, tokenizer, list(eval_ds["prompt"]), list(eval_ds["solution"]),
-        temperature=tc.algorithm.temperature, max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
+        temperature=tc.algorithm.temperature, top_p=tc.algorithm.top_p, top_k=tc.algorithm.top_k,
+        max_new_tokens=tc.algorithm.max_completion_length, seed=tc.train.seed,
     )
     rd.write_heldout(run_dir, which, scored.pop("per_problem"))
     return scored
 
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig, tc: TinaConfig | None = None) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary.
 
     Compose, validate, own the run directory (rd.writer: lock, config, summary), load data, build
     the trainer, train, record. Any failure is recorded in summary.json and re-raised, so Hydra
     marks that job failed while the rest of a multirun goes on.
     """
-    tc = validate(cfg)  # raises ConfigError naming the key, before any file or model
+    tc = tc or validate(cfg)  # raises ConfigError naming the key, before any file or model
+    with _process_state():
+        return _train(cfg, tc)
+
+
+@contextmanager
+def _process_state() -> Iterator[None]:
+    """The jobs of a basic-launcher multirun share one process: what a job changes in it (wandb's
+    and the ranks' environment, torch's thread count, accelerate's patched context) is put back when
+    it ends, so each job starts from the state the process had before it."""
+    import accelerate.utils
+    import accelerate.utils.environment
+    import torch
+
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    contexts = accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        for key, value in environ.items():
+            if os.environ.get(key) != value:  # only what changed: setenv races getenv in other threads
+                os.environ[key] = value
+        torch.set_num_threads(threads)
+        accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment = contexts
+
+
+def _train(cfg: DictConfig, tc: TinaConfig) -> dict:
     _export_slurm_ranks()
     check_world_size(tc)
     run_dir = Path(tc.train.output_dir)
@@ -218,7 +244,7 @@ def train(cfg: DictConfig) -> dict:
                 result = _run(tc, run_dir, rec, guard)
         except Interrupted:
             guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
-        if guard.signalled is not None and result.get("status") not in FINISHED:
+        if guard.signalled is not None and not (status_of(result.get("status")) or RunStatus.FAILED).finished:
             guard.chain()  # a run that did its last step is complete: nothing to requeue, nothing lost
     return result
 
@@ -259,9 +285,9 @@ NOTHING_TO_DO = "nothing_to_do"
 
 
 def _finished(tc: TinaConfig, previous: dict) -> bool:
-    if previous.get("status") == "stopped_early":
+    if previous.get("status") == RunStatus.STOPPED_EARLY:
         return True
-    return previous.get("status") == "completed" and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
+    return previous.get("status") == RunStatus.COMPLETED and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
 
 
 def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> dict:
@@ -312,7 +338,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         with guard.deferred():  # its last step is done: whatever signal comes, it is recorded complete
             trained = PeftModel.from_pretrained(model, str(resume_from))
             trained.save_pretrained(str(rd.adapter_dir(run_dir)))
-            result = _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, "completed", dict(steps=resume_step))
+            result = _record_end(tc, run_dir, rec, trained, tokenizer, eval_ds, RunStatus.COMPLETED, dict(steps=resume_step))
         _evaluate_after(tc, run_dir, rec, guard)
         return result
 
@@ -344,7 +370,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         steps = trainer.state.global_step
         last = steps >= (tc.stop_step or trainer.state.max_steps) or bool(phase_cb and phase_cb.transition is not None)
-        status = "completed" if guard.signalled is None or last else status_for(guard.signalled)
+        status = RunStatus.COMPLETED if guard.signalled is None or last else status_for(guard.signalled)
         fields = dict(steps=steps, **metrics_cb.totals)
         if guard.signalled is not None:
             name = signal.Signals(guard.signalled).name
@@ -352,21 +378,21 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
                 log.warning("%s arrived during the last step (%d): the run is complete, recording it so", name, steps)
             else:
                 fields["reason"] = f"{name} at step {steps}; checkpoint saved"
-        if phase_cb is not None and status == "completed":
+        if phase_cb is not None and status == RunStatus.COMPLETED:
             fields.update(phase_step=phase_cb.transition,
                           best_checkpoint=best_checkpoint(phase_cb.transition, rd.saved_steps(run_dir)))
-            status = "stopped_early" if phase_cb.transition is not None else status
-        if status in FINISHED:
+            status = RunStatus.STOPPED_EARLY if phase_cb.transition is not None else status
+        if status.finished:
             trainer.save_model(str(rd.adapter_dir(run_dir)))
         result = _record_end(tc, run_dir, rec, trainer.model, tokenizer, eval_ds, status, fields)
     guard.where = f"after its last step ({steps}), while evaluating"
-    if status in FINISHED:
+    if status.finished:
         _evaluate_after(tc, run_dir, rec, guard)
     return result
 
 
-def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: str, fields: dict) -> dict:
-    if status in ("completed", "stopped_early") and eval_ds is not None and rec.enabled:
+def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: RunStatus, fields: dict) -> dict:
+    if status.finished and eval_ds is not None and rec.enabled:
         fields["heldout_final"] = _heldout(model, tokenizer, eval_ds, tc, run_dir, "final")
         log.info("held-out after training: %s", _scores(fields["heldout_final"]))
     result = rec.write(status=status, saved_steps=rd.saved_steps(run_dir), wall_seconds=rec.wall(), **fields)
@@ -433,9 +459,9 @@ def main(cfg: DictConfig) -> dict:
     # What was there before this job; Hydra's own empty train.log, made just now, does not count.
     before = {p for p in run_dir.iterdir() if p.name != rd.TRAIN_LOG or p.stat().st_size} if run_dir.is_dir() else set()
     try:
-        validate(cfg)
+        tc = validate(cfg)
         print_config(cfg)
-        return train(cfg)
+        return train(cfg, tc)
     except ConfigError as e:
         if not single:
             raise

@@ -20,8 +20,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher as _HydraBasicLauncher
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
@@ -32,6 +30,8 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from tina import costmodel
 from tina.config import TinaConfig
 from tina.errors import ConfigError
+from tina.hydra_internal import BasicLauncher as _HydraBasicLauncher
+from tina.hydra_internal import BasicSweeper
 from tina.plan import job_config
 from tina.schema import composition_error
 

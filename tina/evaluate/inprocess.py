@@ -40,12 +40,17 @@ def load_tokenizer(base: str, chat_template: Optional[str] = None):
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], *, n: int, seed: int, temperature: float,
-             top_p: float, max_new_tokens: int, batch_size: int) -> list[list[str]]:
-    """`n` sampled completions per conversation, reproducible from `seed` (global RNG left as it was)."""
+             top_p: float, max_new_tokens: int, batch_size: int, top_k: int = 0) -> list[list[str]]:
+    """`n` sampled completions per conversation, reproducible from `seed` (global RNG left as it was).
+
+    The one sampling loop (evaluation and tina.heldout): the chat template with the generation
+    prompt, left padding, the end of sequence of both the model's generation config and the
+    tokenizer, special tokens dropped from the decoded text. top_k=0 is off, as vLLM/TRL sample."""
     eos = model.generation_config.eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
         eos.append(tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     per_call = max(1, batch_size // n)  # prompts per generate call; each yields n sequences
     out: list[list[str]] = []
@@ -53,11 +58,10 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, n: int, seed:
         torch.manual_seed(seed)
         for start in range(0, len(texts), per_call):
             batch = texts[start : start + per_call]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tokenizer(batch, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
             ids = model.generate(
-                **enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,  # top_k=0: as vLLM/TRL sample
-                max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos,
-                pad_token_id=tokenizer.pad_token_id,
+                **enc.to(next(model.parameters()).device), do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k,
+                max_new_tokens=max_new_tokens, num_return_sequences=n, eos_token_id=eos, pad_token_id=pad,
             )
             decoded = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(decoded[i : i + n] for i in range(0, len(decoded), n))

@@ -1,0 +1,43 @@
+"""Hydra's private API, used in tina.hydra_internal only: each name and signature tina relies on,
+checked against the locked hydra-core. A failure here means an upgrade changed one: review
+tina/hydra_internal.py and its users before anything else."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import hydra
+
+from tests.helpers import ROOT
+from tina import hydra_internal as hi
+
+
+def _params(f) -> list[str]:
+    return [p for p in inspect.signature(f).parameters if p != "self"]
+
+
+def test_the_locked_version_is_the_one_checked():
+    locked = re.search(r"^hydra-core==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M).group(1)
+    assert hydra.__version__ == locked == hi.LOCKED_VERSION, (hydra.__version__, locked, hi.LOCKED_VERSION)
+
+
+def test_the_signatures_tina_calls():
+    assert _params(hi.ConfigLoaderImpl) == ["config_search_path"]
+    assert _params(hi.ConfigLoaderImpl.load_configuration)[:3] == ["config_name", "overrides", "run_mode"]
+    assert _params(hi.ConfigLoaderImpl.load_sweep_config) == ["master_config", "sweep_overrides"]
+    assert _params(hi.create_config_search_path) == ["search_path_dir"]
+    assert _params(hi.BasicSweeper.split_arguments) == ["overrides", "max_batch_size"]
+    assert isinstance(inspect.getattr_static(hi.BasicSweeper, "split_arguments"), staticmethod)
+    assert _params(hi.BasicSweeper) == ["max_batch_size", "params"]
+    assert _params(hi.Callbacks) == ["config"]
+    for cls in (hi.BasicSweeper, hi.BasicLauncher):
+        assert _params(cls.setup) == ["hydra_context", "task_function", "config"]
+    assert _params(hi.BasicLauncher.launch) == ["job_overrides", "initial_job_idx"]
+    assert _params(hi.BasicSweeper.sweep) == ["arguments"]
+
+
+def test_no_other_module_imports_hydra_internals():
+    users = sorted(str(p.relative_to(ROOT)) for pkg in ("tina", "analysis", "hydra_plugins")
+                   for p in (ROOT / pkg).rglob("*.py") if "hydra._internal" in p.read_text())
+    assert users == ["tina/hydra_internal.py"], users
