@@ -140,7 +140,7 @@ HOSTILE_SUMMARIES = {
     "device_string": ('{"device": "gpu"}', "device = 'gpu' is no object"),
     "heldout_infinity": ('{"heldout_final": {"accuracy": Infinity, "format": 0.5, "n": 8}}',
                          "heldout_final.accuracy = inf is no finite number"),
-    "summary_a_list": ("[1, 2]", "summary.json is a JSON list"),
+    "summary_a_list": ("[1, 2]", "summary.json: expected a JSON object, got list"),
 }
 CONFIG = (f"model: {{name_or_path: {TINY_DIR}}}\n" "lora: {rank: 8}\noptim: {lr: 0.001}\n"
           "algorithm: {name: grpo, beta: 0.04, max_completion_length: 16}\ndataset: {name: toy}\n"

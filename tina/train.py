@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from tina import run_dir as rd
+from tina import run_record
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
@@ -198,7 +199,7 @@ def _heldout(model, tokenizer, eval_ds, tc: TinaConfig, run_dir: Path, which: st
 def train(cfg: DictConfig, tc: TinaConfig | None = None) -> dict:
     """Run (or resume) one training job in cfg.train.output_dir; return its summary.
 
-    Compose, validate, own the run directory (rd.writer: lock, config, summary), load data, build
+    Compose, validate, own the run directory (run_record.writer: lock, config, summary), load data, build
     the trainer, train, record. Any failure is recorded in summary.json and re-raised, so Hydra
     marks that job failed while the rest of a multirun goes on.
     """
@@ -240,7 +241,7 @@ def _train(cfg: DictConfig, tc: TinaConfig) -> dict:
     main_process = int(os.environ.get("RANK", "0")) == 0
     with SignalGuard() as guard:
         try:
-            with rd.writer(run_dir, config, _hydra_files(cfg), main_process) as rec:
+            with run_record.writer(run_dir, config, _hydra_files(cfg), main_process) as rec:
                 result = _run(tc, run_dir, rec, guard)
         except Interrupted:
             guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
@@ -290,7 +291,7 @@ def _finished(tc: TinaConfig, previous: dict) -> bool:
     return previous.get("status") == RunStatus.COMPLETED and previous.get("steps", 0) >= (tc.stop_step or previous["steps"])
 
 
-def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> dict:
+def _run(tc: TinaConfig, run_dir: Path, rec: "run_record.Record", guard: SignalGuard) -> dict:
     import torch
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -304,7 +305,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
         return {**rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
                             wall_seconds=rec.wall_before), NOTHING_TO_DO: True}
-    env = rd.environment()
+    env = run_record.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
     rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
     _quiet()
@@ -400,7 +401,7 @@ def _record_end(tc, run_dir, rec, model, tokenizer, eval_ds, status: RunStatus, 
     return result
 
 
-def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) -> None:
+def _evaluate_after(tc: TinaConfig, run_dir: Path, rec: "run_record.Record", guard: SignalGuard) -> None:
     """eval.after_training: evaluate the finished run in the same job. A failure or a signal is logged
     and recorded, not raised: the training result stands, and `python -m tina.evaluate` redoes it."""
     import gc

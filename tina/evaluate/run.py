@@ -21,6 +21,7 @@ from tina.evaluate import testsets as bm
 from tina.evaluate import results as res
 from tina.evaluate.checkpoints import Target, run_config, select
 from tina import run_dir as rd
+from tina import run_record
 from tina.errors import ConfigError
 from tina.evaluate.config import Backend, ChatTemplate, EvalConfig, EvaluateConfig, to_eval_config
 
@@ -111,7 +112,7 @@ def evaluate(ec: EvaluateConfig) -> list[dict]:
                  "remove_reasoning_tags": e.remove_reasoning_tags, "lighteval_args": list(e.lighteval_args)}
     else:
         extra = {"dtype": "float32", "batch_size": e.batch_size}
-    git_sha = rd.environment()["git_sha"]
+    git_sha = run_record.environment()["git_sha"]
     records: list[dict] = []
     for target in targets:
         todo = []
