@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from tina import machine
 from tina import run_dir as rd
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
 from tina.errors import ConfigError
@@ -237,6 +238,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "rd.Record", guard: SignalGuard) ->
         log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
         return rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
                          wall_seconds=rec.wall_before)
+    machine.check(tc)  # a SLURM job's node: checked here, before anything heavy loads; a refusal is recorded
     env = rd.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
     rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
@@ -386,9 +388,10 @@ _VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--con
                 "--shell-completion", "-sc", "--info", "-i")
 
 
-def precheck(args: list[str]) -> None:
+def precheck(args: list[str]) -> TinaConfig | None:
     """Compose and validate a single run's config the way Hydra will, before Hydra makes its run
-    directory or prints anything: a bad command is one line and leaves no trace.
+    directory or prints anything: a bad command is one line and leaves no trace. Returns the typed
+    config (None for a multirun or an info flag).
 
     A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -402,7 +405,7 @@ def precheck(args: list[str]) -> None:
                               "quote values with special characters, e.g. 'key=\"a,b\"'") from None
     check_override_keys(args)
     if any(a.split("=")[0] in _HYDRA_INFO_FLAGS + ("-m", "--multirun") for a in args):
-        return
+        return None
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
@@ -413,16 +416,19 @@ def precheck(args: list[str]) -> None:
     given = {a.lstrip("+").split("=", 1)[0]: a.split("=", 1)[1] for a in overrides if "=" in a}
     run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
     cfg.train.output_dir = run_dir or "set-when-the-job-starts"
-    validate(cfg)
+    tc = validate(cfg)
     if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
         run_dir = Path(run_dir)
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         rd.lock_of(run_dir).check_free()
+    return tc
 
 
 def cli() -> None:
     try:
-        precheck(sys.argv[1:])
+        tc = precheck(sys.argv[1:])
+        if tc is not None:
+            machine.check(tc)  # a GPU config on a CPU machine, no vLLM, an unreachable model: refused here
     except ConfigError as e:
         sys.exit(f"tina: {e}")
     try:
