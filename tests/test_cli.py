@@ -143,3 +143,31 @@ def test_the_console_is_quiet(tmp_path):
     assert "step 10/10" in console and "reward" in console
     assert len(console.encode()) < 12_000, len(console.encode())
     assert summary(run)["status"] == "completed"
+
+
+def test_progress_shows_on_a_terminal(tmp_path):
+    """Under a pseudo-terminal, as a user at a shell sees it: step lines between the held-out scores
+    before and after training (they once appeared only when piped)."""
+    import os
+    import pty
+
+    from tests.helpers import train_cmd
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(train_cmd(tmp_path / "run", "train.max_steps=10"), cwd=ROOT, stdin=secondary,
+                            stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: every holder of the terminal's other end has closed it
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert proc.wait(timeout=600) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    during = screen.split("held-out before training")[1].split("held-out after training")[0]
+    assert "step 1/10" in during and "step 10/10" in during and "reward" in during, screen[-3000:]
