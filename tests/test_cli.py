@@ -14,7 +14,7 @@ from tests.helpers import ROOT, summary, train
 # (arguments, text the one-line error must contain). Misspelt keys in every group, wrong types,
 # every numeric bound, unknown group options, Hydra syntax errors, missing files.
 CORPUS = [
-    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.learning_rate"), (["algorithm.betaa=0.1"], "algorithm.beta"),
+    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.learning_rate: unknown key (did you mean optim.lr?)"), (["algorithm.betaa=0.1"], "algorithm.beta"),
     (["dataset.pth=/x"], "dataset.path"), (["reward.fncs.format.weight=1"], "reward.funcs"),
     (["compute.num_proc=2"], "compute.num_processes"), (["train.max_step=10"], "train.max_steps"),
     (["wandb.mod=offline"], "wandb.mode"), (["model.dtyp=float32"], "model.dtype"), (["eval.after_train=true"], "eval"),
@@ -57,6 +57,8 @@ CORPUS = [
     (["model.dtype=fp8"], "bfloat16"), (["model.attn_implementation=flash"], "sdpa"), (["wandb.mode=cloud"], "offline"),
     (["train.early_stop=maybe"], "phase"),
     (["lora.rank=[1"], "lora.rank=[1"), (["lora.rank=4,,8"], "lora.rank=4,,8"), (["train.output_dir=/tmp/a=b"], "train.output_dir"),
+    (["lora.rank=4,8"], "lora.rank=4,8: several values are a sweep: add -m"), (["-m", "+sweeps=lora_rnak"], "sweeps=lora_rnak: no such option; sweeps has: algorithm,"),
+    (["-m", "dataset=toy,gsm8k"], "dataset=gsm8k: no such option"), (["+sweeps=lora_rnak"], "lora_rank"),
     (["dataset.path=/no/such/file.jsonl"], "dataset.path"), (["model.name_or_path=/no/such/model"], "model.name_or_path"),
     (["dataset=limr", "dataset.path=/no/such/dir"], "dataset.path"),
 ]

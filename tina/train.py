@@ -397,14 +397,19 @@ def precheck(args: list[str]) -> TinaConfig | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in _VALUE_FLAGS)]
+    multirun = any(a in ("-m", "--multirun") for a in args)
     for override in overrides:
         try:
-            OverridesParser.create().parse_overrides([override])
+            (parsed,) = OverridesParser.create().parse_overrides([override])
         except Exception as e:
             raise ConfigError(f"{override}: not Hydra override syntax ({composition_error(e)}); "
                               "quote values with special characters, e.g. 'key=\"a,b\"'") from None
+        if parsed.is_sweep_override() and not multirun and not any(a in _HYDRA_INFO_FLAGS for a in args):
+            raise ConfigError(f"{override}: several values are a sweep: add -m (python -m tina.train -m {override}); "
+                              "for one list value write key=[a,b]")
+        _check_group_choice(parsed)
     check_override_keys(args)
-    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS + ("-m", "--multirun") for a in args):
+    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS for a in args) or multirun:
         return None
     from hydra import compose, initialize_config_dir
 
@@ -422,6 +427,20 @@ def precheck(args: list[str]) -> TinaConfig | None:
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         rd.lock_of(run_dir).check_free()
     return tc
+
+
+def _check_group_choice(override) -> None:
+    """`dataset=gsm8k`, `+sweeps=lora_rnak`: one line listing the options, also under -m, where Hydra
+    would print its search path over a dozen lines."""
+    key = override.get_key_element().lstrip("+~")
+    folder = PACKAGE_DIR.parent / ("sweeps" if key == "sweeps" else f"conf/{key}")
+    if key.startswith("hydra") or "." in key or not folder.is_dir() or override.is_delete():
+        return
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    for value in values:
+        if isinstance(value, str) and value not in options:
+            raise ConfigError(f"{key}={value}: no such option; {key} has: {', '.join(options)}")
 
 
 def cli() -> None:
