@@ -436,7 +436,10 @@ def _check_group_choice(override) -> None:
     folder = PACKAGE_DIR.parent / ("sweeps" if key == "sweeps" else f"conf/{key}")
     if key.startswith("hydra") or "." in key or not folder.is_dir() or override.is_delete():
         return
-    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    try:
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    except Exception:  # glob(...) and the like: Hydra expands them against the options itself
+        return
     options = sorted(p.stem for p in folder.glob("*.yaml"))
     for value in values:
         if isinstance(value, str) and value not in options:
