@@ -93,7 +93,7 @@ table{border-collapse:collapse;font-size:13px}
 caption{caption-side:top;text-align:left;color:#57606a;font-size:.92em;padding:.2em 0}
 th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f6f8fa;white-space:normal;max-width:9em}
-td.t{text-align:left;white-space:normal;max-width:28em;overflow-wrap:anywhere}
+td.t{text-align:left;white-space:normal;max-width:28em;overflow-wrap:break-word}
 td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafbfc}
 td.bad{color:#b42318;font-weight:600}
@@ -102,6 +102,9 @@ figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption,p.note{color:#57606a;font-size:.92em}
 ul.toc{font-size:.92em;columns:2}
 a{color:#0969da;text-decoration:none}
+ul.toc li{overflow-wrap:anywhere}
+@media (max-width:1000px){body{padding:0 8px}table{font-size:11px}th,td{padding:2px 3px}th{max-width:7em}
+ ul.toc{columns:1}}
 """
 
 _NUMERIC = re.compile(r"[-+\d\s.,eE%→±/—#]*")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.cells import DASH, clip, isnan, num
 from analysis.document import Heading, Image, Para, Table
-from analysis.plots import png, smooth, within
+from analysis.plots import MAX_WIDTH_IN, png, smooth, subplots, within
 
 MAX_PANELS = 12  # one figure per run: beyond this a report is a scroll, not a comparison
 HOW = "python -m tina.evaluate run_dir=RUN eval.checkpoints=all"
@@ -60,7 +60,8 @@ def _figure(r, label: str, ev: pd.DataFrame, scores: pd.DataFrame, curves: pd.Da
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.9), layout="constrained")
+    fig, ax = subplots(1, 3, figsize=(MAX_WIDTH_IN, 3.9), layout="constrained")
+    base = ev[ev["checkpoint"] == "base"]  # the model before training, drawn at step 0
     ev = ev[ev["step"].isin(scores["step"])]
     for k, (bench, b) in enumerate(ev.groupby("benchmark")):
         b = b.sort_values("step")
@@ -69,18 +70,23 @@ def _figure(r, label: str, ev: pd.DataFrame, scores: pd.DataFrame, curves: pd.Da
         color = plt.get_cmap("tab10")(k % 10)
         ax[0].plot(x, y, "o-", color=color, lw=1.6, ms=4, label=bench, clip_on=False)
         ax[0].fill_between(x, y - sd, y + sd, color=color, alpha=0.2, lw=0)
+        b0 = base[base["benchmark"] == bench]
+        if len(b0):
+            ax[0].plot([0, x[0]], [100 * b0["pass@1"].iloc[0], y[0]], ":", color=color, lw=1.2)
+            ax[0].plot([0], [100 * b0["pass@1"].iloc[0]], "s", color=color, ms=6, clip_on=False,
+                       label="base model (step 0)" if k == 0 else None)
     if ev["benchmark"].nunique() > 1:  # the best checkpoint is chosen on this mean
         ax[0].plot(scores["step"], 100 * scores["acc"], ":", color="black", lw=1.2,
                    label="mean over benchmarks")
     best = scores.loc[scores["acc"].idxmax()]
     ax[0].plot([best["step"]], [100 * best["acc"]], "*", color="black", ms=13, zorder=5,
                label="best checkpoint (highest mean)", clip_on=False)
-    within(ax[0], [*(100 * ev["pass@1"]), *(100 * ev["pass@1"] + 100 * ev["pass@1_seed_std"].fillna(0)),
+    within(ax[0], [*(100 * base["pass@1"]), *(100 * ev["pass@1"]), *(100 * ev["pass@1"] + 100 * ev["pass@1_seed_std"].fillna(0)),
                    *(100 * ev["pass@1"] - 100 * ev["pass@1_seed_std"].fillna(0))], 0, 100, pad=0.25)
-    ax[0].set_title("benchmark pass@1 (%) by checkpoint", fontsize=11)
-    ax[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    ax[0].set_title("pass@1 (%) by checkpoint")
+    ax[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
     for a, key, title in ((ax[1], "format", "training format reward"),
-                          (ax[2], "length", "training completion length (tokens)")):
+                          (ax[2], "length", "completion length (tokens)")):
         s = curves[(curves["run"] == r["run"]) & (curves["metric"] == key)].sort_values("step")
         if len(s):
             y = s["value"].to_numpy(float)
@@ -90,7 +96,7 @@ def _figure(r, label: str, ev: pd.DataFrame, scores: pd.DataFrame, curves: pd.Da
             a.plot(s["step"], ys, color="tab:blue", lw=1.6)
         if key == "format":
             a.set_ylim(0, 1)
-        a.set_title(title, fontsize=11)
+        a.set_title(title)
     t = r.get("transition_step")
     for a in ax:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -100,9 +106,11 @@ def _figure(r, label: str, ev: pd.DataFrame, scores: pd.DataFrame, curves: pd.Da
             a.axvline(float(t), color="tab:red", ls="--", lw=1.2)
         for s in scores["step"]:  # where the evaluated checkpoints are, on the training curves too
             a.axvline(float(s), color="black", lw=0.5, alpha=0.15)
-    fig.suptitle(label, fontsize=12)
+    fig.suptitle(label)
     caption = (f"{label}: bands are ± 1 SD of pass@1 over sampling seeds; thin grey lines mark the "
                f"evaluated checkpoints; "
+               + ("squares at step 0: the base model before training; " if len(base) else
+                  "the base model was not evaluated (eval.include_base=true adds it); ")
                + (f"red dashed: detected transition at step {int(t)}." if not isnan(t) else
                   f"no transition detected: "
                   f"{(r.get('transition_reason') or 'no metrics').removeprefix('no transition: ')}."))

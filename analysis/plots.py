@@ -12,16 +12,30 @@ import pandas as pd
 
 from analysis.cells import isnan
 
+# Readable where a figure is shown narrowest, an 800 px window (~770 px of page): figures at most
+# MAX_WIDTH_IN wide at DPI, text at least FONT points (tests/test_report_browser.py checks on screen).
+DPI, MAX_WIDTH_IN, FONT = 90, 10.0, 10
+STYLE = {"font.size": FONT + 1, "axes.titlesize": FONT + 2, "legend.fontsize": FONT,
+         "xtick.labelsize": FONT, "ytick.labelsize": FONT, "figure.titlesize": FONT + 3}
+
 CURVES = [("format", "format reward"), ("length", "completion length (tokens)"),
           ("accuracy", "accuracy reward"), ("kl", "KL to the base model")]
 FRACTIONS = ("format", "accuracy")  # rewards that are means of 0/1 scores: their axis is [0, 1]
+
+
+def subplots(*args, **kwargs):
+    """plt.subplots in the report's STYLE (text is sized when it is made, so set before)."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+    return plt.subplots(*args, **kwargs)
 
 
 def png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)  # constrained layout: no second "tight" draw
+    fig.savefig(buf, format="png", dpi=DPI)  # constrained layout: no second "tight" draw
     plt.close(fig)
     return buf.getvalue()
 
@@ -49,7 +63,7 @@ def curve_figure(runs: pd.DataFrame, curves: pd.DataFrame, labels: list[str],
     import matplotlib.pyplot as plt
 
     rows = math.ceil(len(runs) / 3)
-    fig, ax = plt.subplots(2, 2, figsize=(13, 7.2 + 0.22 * rows), sharex=True, layout="constrained")
+    fig, ax = subplots(2, 2, figsize=(MAX_WIDTH_IN, 6.6 + 0.3 * rows), sharex=True, layout="constrained")
     cmap = plt.get_cmap("tab10")
     drawn, windows, kl_top = 0, set(), []
     for i, (label, (_, r)) in enumerate(zip(labels, runs.iterrows())):
@@ -74,7 +88,7 @@ def curve_figure(runs: pd.DataFrame, curves: pd.DataFrame, labels: list[str],
         drawn += not isnan(t)
     for k, (key, name) in enumerate(CURVES):
         a = ax.flat[k]
-        a.set_title(name, fontsize=11)
+        a.set_title(name)
         a.grid(alpha=0.3)
         if key in FRACTIONS:
             a.set_ylim(0, 1)
@@ -82,8 +96,8 @@ def curve_figure(runs: pd.DataFrame, curves: pd.DataFrame, labels: list[str],
             a.set_ylim(0, 1.25 * max(kl_top))  # the smoothed curve sets the scale; spikes clip
     for a in ax[1]:
         a.set_xlabel("step")
-    fig.suptitle(title, fontsize=12)
-    fig.legend(loc="outside lower center", ncol=min(3, max(1, len(runs))), fontsize=9, frameon=False)
+    fig.suptitle(title)
+    fig.legend(loc="outside lower center", ncol=min(2, max(1, len(runs))), frameon=False)
     caption = [f"Dashed: detected transition ({drawn} of {len(runs)} runs)." if drawn else
                "No transition detected in these runs (the table 'Transition detection' says why)."]
     if windows:
@@ -107,6 +121,22 @@ def pareto(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
+def _annotate(ax, at: dict) -> None:
+    """Label each point; a label that would sit on an earlier one (within ~1 line of text) moves a
+    line down, so two close runs (Open-RS3 and Open-RS3-DrGRPO) read as two names."""
+    ax.figure.canvas.draw()  # the limits are final: positions in pixels are meaningful
+    placed: list = []
+    for xy, names in sorted(at.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        text = " / ".join(names)
+        px, py = ax.transData.transform(xy)
+        per_pt = ax.figure.dpi / 72  # offsets in points, positions in pixels
+        x0, x1, dy = px, px + (4 + 0.62 * FONT * len(text)) * per_pt, 4.0  # ~0.6 em a character
+        while any(x0 < q1 and q0 < x1 and abs(py + dy * per_pt - qy) < 1.3 * FONT * per_pt for q0, q1, qy in placed):
+            dy -= 1.3 * FONT
+        placed.append((x0, x1, py + dy * per_pt))
+        ax.annotate(text, xy, fontsize=FONT, xytext=(4, dy), textcoords="offset points")
+
+
 def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0, 100.0), yerr=None, front=None):
     """Cost against accuracy with the frontier (`front`, else the strict one); `yerr` (2 x N, below and
     above) draws each point's interval. Returns the frontier's indices."""
@@ -120,20 +150,25 @@ def scatter(ax, cost, acc, labels, xlabel, ylabel, title, color, acc_range=(0.0,
     at: dict[tuple, list[str]] = {}  # runs at the same point share one label, not two on top
     for i in (range(len(cost)) if len(cost) <= 12 else front[:15]):
         at.setdefault((cost[i], acc[i]), []).append(labels[i])
-    for xy, names in at.items():
-        ax.annotate(" / ".join(names), xy, fontsize=8, xytext=(4, 4), textcoords="offset points")
-    pos = cost[cost > 0]
-    if len(pos) and pos.max() / pos.min() > 20:
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter
 
+    pos = cost[cost > 0]
+    log = len(pos) and pos.max() / pos.min() > 20
+    if log:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^1 3x10^1 ... overlap
-    ax.margins(x=0.12)  # room for the labels of the extreme points
+    else:  # from zero: a 2% difference in cost looks like one, and no '1e11' offset hides the values
+        ax.set_xlim(0, 1.15 * float(np.nanmax(cost)) if len(cost) and np.nanmax(cost) > 0 else 1)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=" ") if len(cost) and np.nanmax(cost) >= 1e4
+                                     else FuncFormatter(lambda v, _: f"{v:g}"))
     within(ax, acc if yerr is None else np.concatenate([acc - yerr[0], acc + yerr[1]]), *acc_range, pad=0.2)
+    _annotate(ax, at)
+    if log:
+        ax.margins(x=0.12)  # room for the labels of the extreme points
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     return front

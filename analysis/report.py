@@ -34,8 +34,8 @@ from analysis import paper as paper_tables
 from analysis import trainer_drift
 from analysis.cells import DASH, clip, duration, isnan, num, pct, sort_key
 from analysis.document import BAD_STATUS, Heading, Image, Para, Table, render_html, render_md
-from analysis.plots import CURVES, curve_figure, png, scatter
-from analysis.search_report import search_section
+from analysis.plots import CURVES, MAX_WIDTH_IN, curve_figure, png, scatter, subplots
+from analysis.search_report import MIN_TRIALS_FOR_IMPORTANCE, search_section
 from analysis.runs import CONFIG_COLUMNS, collect, collect_curves, collect_evals, override_columns
 
 __all__ = ["build", "main"]
@@ -158,8 +158,6 @@ def _why_left_out(r, acol: str) -> str:
 
 
 def cost_section(df, labels, shorts, with_paper: bool) -> list:
-    import matplotlib.pyplot as plt
-
     blocks = [Heading(2, "Cost versus accuracy")]
     acol, alabel = accuracy_measure(df)
     ccol, clabel, scale = cost_measure(df)
@@ -171,18 +169,22 @@ def cost_section(df, labels, shorts, with_paper: bool) -> list:
     d = d[ok]
     cost = pd.to_numeric(d[ccol]).to_numpy(dtype=float) * scale
     acc = 100 * d[acol].to_numpy(dtype=float)
-    n = 2 if with_paper else 1
-    fig, ax = plt.subplots(1, n, figsize=(6.5 * n, 5.0), squeeze=False, layout="constrained")
+    # Side by side only in the paper's units (USD, the six-benchmark average); else the paper's panel
+    # is a figure of its own, so no reader lines up two measures as if they were one.
+    beside = with_paper and ccol == "usd" and acol == "eval_avg"
+    n = 2 if beside else 1
+    fig, ax = subplots(1, n, figsize=(MAX_WIDTH_IN / 2 * n, 4.6), squeeze=False, layout="constrained")
     marks = [lab if len(lab) <= 24 else short for lab, short in zip(d["_label"], d["_short"])]
     low, high = verdict_report.run_intervals(d, acol)
     bars = np.isfinite(low).any()
     yerr = np.vstack([acc - low, high - acc]) if bars else None
-    front = scatter(ax[0, 0], cost, acc, marks, clabel, "accuracy (%)", "this reproduction", "tab:blue", yerr=yerr,
+    front = scatter(ax[0, 0], cost, acc, marks, clabel, f"{alabel.split(' (')[0]} (%)", "this reproduction", "tab:blue", yerr=yerr,
                     front=verdict_report.pareto_ties(cost, acc, low, high) if bars else None)
     if with_paper:
+        paper_ax = ax[0, 1] if beside else subplots(1, 1, figsize=(MAX_WIDTH_IN / 2, 4.6), layout="constrained")[1]
         p = paper_tables.paper_rows()
         p = p[p["train_usd"].notna()]
-        scatter(ax[0, 1], p["train_usd"].to_numpy(float), p["avg"].to_numpy(float),
+        scatter(paper_ax, p["train_usd"].to_numpy(float), p["avg"].to_numpy(float),
                 list(p["name"].str.replace("Tina-", "")), "train USD (2x L40S at 1 USD/GPU-h)",
                 "average pass@1 over 6 benchmarks (%)", "paper (Tina)", "tab:orange")
     caption = (f"Accuracy: {alabel}. Cost: {clabel}. Circled: the Pareto frontier (no other run "
@@ -191,6 +193,10 @@ def cost_section(df, labels, shorts, with_paper: bool) -> list:
                f"Pareto frontier, on which accuracies within noise tie: a run is off it when another costs at "
                f"most as much and is more accurate beyond noise (two-sided 5%), or ties with it for less.")
     blocks.append(Image("cost_vs_accuracy.png", png(fig), "cost versus accuracy", caption))
+    if with_paper and not beside:
+        blocks.append(Image("cost_vs_accuracy_paper.png", png(paper_ax.figure), "the paper's cost versus accuracy",
+                            f"The paper's own runs: training USD against the average pass@1 over its six benchmarks. "
+                            f"Not drawn beside this reproduction's, whose measures differ ({clabel}; {alabel})."))
     blocks.append(Para(f"Drawn: {len(d)} of {len(df)} runs. "
                        + (f"Left out: {'; '.join(left_out[:20])}" + (" ..." if len(left_out) > 20 else "")
                           + "." if left_out else "No run left out.")))
@@ -266,6 +272,11 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
             labels[i], shorts[i] = _label(r, axes), _short_name(r["name"], bool(axes))
     by_run = {r: (lab if lab and len(lab) <= 40 else s) for r, lab, s in zip(df["run"], labels, shorts)}
 
+    searches = {p: found for p in paths if Path(p).is_dir() and (found := search_section(p)) is not None}
+    # A trial the search's pruner stopped ended as it was asked to: not a run that needs attention.
+    pruned = {str(Path(r).resolve()) for s in searches.values()
+              for r, state in zip(s.trials.get("run_dir", []), s.trials.get("state", [])) if state == "pruned" and r}
+    df.loc[[str(Path(r).resolve()) in pruned for r in df["run"]], "status"] = "pruned"
     title = _title(df, grouped)
     blocks = [Heading(1, title),
               Para(f"{len(df)} run{'s' * (len(df) != 1)} from {', '.join(str(p) for p in paths)}: "
@@ -291,7 +302,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
     evals = collect_evals(evaluated) if len(evaluated) else pd.DataFrame()
     curves = collect_curves(evaluated, keys=["format", "length"]) if len(evaluated) else pd.DataFrame()
     blocks += early_stop.section(df, by_run, evals, curves)
-    blocks += _search_blocks(paths)
+    blocks += _search_blocks(searches)
     if paper:
         blocks += paper_tables.section(df, grouped, *accuracy_measure(df))
         blocks += verdict_report.paper_noise(paper_tables.paper_rows())
@@ -312,22 +323,24 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
     return {"markdown": md, "html": page, "plots": files}
 
 
-def _search_blocks(paths) -> list:
+def _search_blocks(searches: dict) -> list:
     """A tina.search directory's section: objective by trial, the best trial, parameter importances."""
     blocks = []
-    for path in paths:
-        found = search_section(path) if Path(path).is_dir() else None
-        if found is None:
-            continue
+    for path, found in searches.items():
         best = found.best
         blocks += [Heading(2, f"Search {path}: {found.objective} ({found.direction})"),
                    Para(f"Best: trial {best['number']}, {num(best['value'])}, with "
                         + ", ".join(f"{k}={num(v)}" for k, v in best["params"].items())
                         if best else "No trial completed yet."),
-                   Table(found.trials.drop(columns=["run_dir"], errors="ignore"),
-                         caption="Trials (state pruned: stopped early by the pruner, at the step given)")]
+                   Table(found.table(), caption="Trials. Objective: of complete trials only. Pruned: stopped "
+                         "by the pruner at that step, with its pruning metric there (a different measure); "
+                         "such a trial ended as asked and needs no attention.")]
         if len(found.importances):
-            blocks.append(Table(found.importances, caption="Parameter importances (fANOVA)"))
+            n = int((found.trials.state == "complete").sum())
+            blocks.append(Table(found.importances.assign(importance=[f"{v:.2f}" for v in found.importances.importance]),
+                                caption=f"Parameter importances (fANOVA) from {n} complete trials"
+                                        + (": too few to rank parameters with confidence; a rough guide only"
+                                           if n < MIN_TRIALS_FOR_IMPORTANCE else "")))
         if found.png:
             blocks.append(Image(f"search_{len(blocks)}.png", found.png, "search: objective by trial, pruning metric, "
                                 "importances", caption="Objective by trial (pruned marked), the pruning metric by "

@@ -8,15 +8,19 @@ its tables and figure; it is None for a sweep that was not a search.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from analysis.cells import DASH, num
+from analysis.plots import MAX_WIDTH_IN, png, subplots
 from tina import run_dir as rd
 from tina.search import RECORD, STUDY
+
+
+MIN_TRIALS_FOR_IMPORTANCE = 10  # fANOVA's ranking from fewer complete trials is mostly noise: say so
 
 
 @dataclass
@@ -27,6 +31,25 @@ class SearchSection:
     importances: pd.DataFrame  # param, importance (fANOVA, sums to 1); empty below 2 finished trials
     best: dict | None  # {number, value, params, run_dir} of the best complete trial
     png: bytes = field(repr=False, default=b"")  # objective by trial, the pruning metric by step, importances
+    metric: str = "pruning metric"  # what a pruned trial's last reported value measures
+
+    def table(self) -> pd.DataFrame:
+        """The trials for a reader: the objective and the pruning metric in columns of their own,
+        numbers rounded, a dash where there is none, the best trial marked."""
+        t = self.trials
+        pruned = t.state == "pruned"
+        out = pd.DataFrame({
+            "trial": t.number, "state": t.state,
+            f"objective: {self.objective}": [num(v, 4) if s == "complete" else DASH for v, s in zip(t.value, t.state)],
+            "pruned at step": [num(v) if p else DASH for v, p in zip(t.pruned_at, pruned)],
+            f"{self.metric} there": [num(v, 4) if p else DASH for v, p in zip(t.value, pruned)],
+            "steps": [num(v) for v in t.steps],
+            "best": ["★" if b else "" for b in t.best],
+        })
+        for c in t.columns:
+            if c.startswith("param."):
+                out[c[len("param."):]] = [num(v, 4) for v in t[c]]
+        return out
 
 
 def _study(sweep: Path):
@@ -69,8 +92,9 @@ def search_section(sweep: Path | str, plot: bool = True) -> SearchSection | None
         best={"number": best.number, "value": best.value, "params": best.params,
               "run_dir": trials.loc[trials.number == best.number, "run_dir"].iloc[0]} if best else None,
     )
+    section.metric = (space.get("prune") or {}).get("metric", "pruning metric")
     if plot:
-        section.png = _figure(section, study, (space.get("prune") or {}).get("metric", "intermediate value"))
+        section.png = _figure(section, study, section.metric)
     return section
 
 
@@ -78,20 +102,21 @@ def _figure(section: SearchSection, study, metric: str) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (left, right, bars) = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
+    fig, (left, right, bars) = subplots(1, 3, figsize=(MAX_WIDTH_IN, 3.8), layout="constrained")
     t = section.trials
     done, pruned, failed = t[t.state == "complete"], t[t.state == "pruned"], t[~t.state.isin(["complete", "pruned"])]
+    low = done.value.min() if len(done) else 0.0  # a pruned trial has no objective: marked along the bottom
     left.plot(done.number, done.value, "o", label="complete")
     if section.best:
         left.plot([section.best["number"]], [section.best["value"]], "*", ms=16, color="gold", mec="k", label="best")
-    low = t.value.min() if t.value.notna().any() else 0.0
     left.plot(pruned.number, [low] * len(pruned), "x", color="tab:red", ms=9, label="pruned (no objective)")
     if len(failed):
         left.plot(failed.number, [low] * len(failed), "s", mfc="none", color="grey", label="failed / running")
     left.set(xlabel="trial", ylabel=section.objective, title="objective by trial")
-    left.legend(fontsize=8)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
+    left.legend()
     for trial in study.trials:
         steps = sorted(trial.intermediate_values)
         if not steps:
@@ -104,8 +129,8 @@ def _figure(section: SearchSection, study, metric: str) -> bytes:
     right.set(xlabel="step", ylabel=metric, title="pruning metric (red dashed: pruned)")
     imp = section.importances
     bars.barh(list(imp.param)[::-1], list(imp.importance)[::-1])
-    bars.set(xlabel="importance (fANOVA)", title="parameter importances" if len(imp) else "importances: < 2 complete trials")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    n = len(done)
+    bars.set(xlabel="importance (fANOVA)",
+             title=("importances: < 2 complete trials" if not len(imp) else f"importances ({n} trials: rough)"
+                    if n < MIN_TRIALS_FOR_IMPORTANCE else "parameter importances"))
+    return png(fig)

@@ -9,7 +9,7 @@
 #                                        # deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (then the toy scores mean something)
 #   scripts/gpu-check.sh --commands [MODEL [PYTHON]]   # print the training and evaluation arguments, run nothing
 #
-# Needs: an NVIDIA GPU; tina's environment with vLLM (pip install -e '.[vllm]'); registry access the
+# Needs: an NVIDIA GPU; tina's environment with vLLM (pip install -c constraints.txt -e '.[vllm]'); registry access the
 # first time, for lighteval's own environment (scripts/lighteval-env.sh --gpu: a few minutes once, then
 # cached, and not part of the 10). Without a GPU it stops at the first stage, saying why.
 # Knobs (environment): GPU_CHECK_DIR (work folder, default a new temp dir), GPU_CHECK_STEPS (3),
@@ -50,7 +50,7 @@ import torch
 if not torch.cuda.is_available():
     sys.exit(f"torch {torch.__version__} sees no CUDA device (CPU build of torch? CUDA_VISIBLE_DEVICES?)")
 if importlib.util.find_spec("vllm") is None:
-    sys.exit("vLLM is not installed in tina's environment: pip install -e '.[vllm]'")
+    sys.exit("vLLM is not installed in tina's environment: pip install -c constraints.txt -e '.[vllm]'")
 import vllm, trl
 print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "vllm", vllm.__version__, "trl", trl.__version__)
 EOF

@@ -14,7 +14,7 @@ from tests.helpers import ROOT, summary, train
 # (arguments, text the one-line error must contain). Misspelt keys in every group, wrong types,
 # every numeric bound, unknown group options, Hydra syntax errors, missing files.
 CORPUS = [
-    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.learning_rate"), (["algorithm.betaa=0.1"], "algorithm.beta"),
+    (["lora.rnk=8"], "lora.rank"), (["optim.learning_rate=1e-3"], "optim.learning_rate: unknown key (did you mean optim.lr?)"), (["algorithm.betaa=0.1"], "algorithm.beta"),
     (["dataset.pth=/x"], "dataset.path"), (["reward.fncs.format.weight=1"], "reward.funcs"),
     (["compute.num_proc=2"], "compute.num_processes"), (["train.max_step=10"], "train.max_steps"),
     (["wandb.mod=offline"], "wandb.mode"), (["model.dtyp=float32"], "model.dtype"), (["eval.after_train=true"], "eval"),
@@ -60,6 +60,8 @@ CORPUS = [
     (["optim.lr_from_full=1e-5"], "optim.lr"), (["dataset.max_samples=0"], "dataset.max_samples"),
     (["dataset.max_samples=5000"], "dataset.max_samples"), (["dataset.sample_seed=-1"], "dataset.sample_seed"),
     (["lora.rank=[1"], "lora.rank=[1"), (["lora.rank=4,,8"], "lora.rank=4,,8"), (["train.output_dir=/tmp/a=b"], "train.output_dir"),
+    (["lora.rank=4,8"], "lora.rank=4,8: several values are a sweep: add -m"), (["-m", "+sweeps=lora_rnak"], "sweeps=lora_rnak: no such option; sweeps has: algorithm,"),
+    (["-m", "dataset=toy,gsm8k"], "dataset=gsm8k: no such option"), (["+sweeps=lora_rnak"], "lora_rank"),
     (["dataset.path=/no/such/file.jsonl"], "dataset.path"), (["model.name_or_path=/no/such/model"], "model.name_or_path"),
     (["dataset=limr", "dataset.path=/no/such/dir"], "dataset.path"),
 ]
@@ -146,3 +148,31 @@ def test_the_console_is_quiet(tmp_path):
     assert "step 10/10" in console and "reward" in console
     assert len(console.encode()) < 12_000, len(console.encode())
     assert summary(run)["status"] == "completed"
+
+
+def test_progress_shows_on_a_terminal(tmp_path):
+    """Under a pseudo-terminal, as a user at a shell sees it: step lines between the held-out scores
+    before and after training (they once appeared only when piped)."""
+    import os
+    import pty
+
+    from tests.helpers import train_cmd
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(train_cmd(tmp_path / "run", "train.max_steps=10"), cwd=ROOT, stdin=secondary,
+                            stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: every holder of the terminal's other end has closed it
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert proc.wait(timeout=600) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    during = screen.split("held-out before training")[1].split("held-out after training")[0]
+    assert "step 1/10" in during and "step 10/10" in during and "reward" in during, screen[-3000:]

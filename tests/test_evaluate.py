@@ -168,8 +168,12 @@ def test_cli_evaluates_a_model_on_its_own(tmp_path):
     out = tmp_path / "base-eval"
     cmd = [sys.executable, "-m", "tina.evaluate", f"model={TINY_MODEL}", f"output_dir={out}",
            "eval.toy_size=8", "eval.n_samples=1", "eval.seeds=[0]"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "40"})  # a narrow shell's, inherited by a piped command
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Piped, the table is whole: no cell cut to fit a terminal it is not printed on.
+    header = next(line for line in proc.stdout.splitlines() if "checkpoint" in line)
+    assert "samples x seeds" in header and "…" not in proc.stdout, proc.stdout
     record = json.loads((out / "eval" / "base" / "toy.json").read_text())
     assert record["step"] is None and record["pass@1_std"] is None and record["model"] == str(TINY_MODEL)
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "evaluate.log").is_file()

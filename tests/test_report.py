@@ -132,12 +132,13 @@ def test_report_on_hand_written_sweep(tmp_path, capsys):
            "accuracy (training did not finish))." in md
     # ties on cost and accuracy (rank 4 and rank 8: 2 USD, 50%): one point on the frontier
     assert [r["Pareto run"] for r in table_after(md, "Left out:")] == ["#0"]
-    # the paper beside the reproduction, in one table and one unit
+    # the paper beside the reproduction, in one table and one unit; two measures, two columns
     rank = table_after(md, "### LoRA rank")
     paper = {r["LoRA rank"]: r for r in rank if r["source"] == "paper"}
     ours = {r["LoRA rank"]: r for r in rank if r["source"] == "this reproduction"}
-    assert paper["16"]["model / runs"] == "Tina-LIMR-16-LoRA-rank" and paper["16"]["avg %"] == "48.9"
-    assert set(ours) == {"4", "8", "16", "32", "64"} and ours["4"]["avg %"] == "50.0"
+    assert paper["16"]["model / runs"] == "Tina-LIMR-16-LoRA-rank" and paper["16"]["paper: avg of 6 %"] == "48.9"
+    assert set(ours) == {"4", "8", "16", "32", "64"} and ours["4"]["ours: accuracy %"] == "50.0"
+    assert paper["16"]["ours: accuracy %"] == ours["4"]["paper: avg of 6 %"] == "—"
     assert ours["4"]["best at % epoch"] == "33"  # checkpoint 100 of a 300-step, 1-epoch run
     assert "No run was evaluated at more than one checkpoint" in md
     text = check_html(out / "report.html")
@@ -173,6 +174,8 @@ def test_early_stopping_section(tmp_path):
     before = _early_stop_run(sweep / "0_seed=100", peak=100)
     after = _early_stop_run(sweep / "1_seed=250", peak=250)
     make_run(sweep / "2_seed=7", summary=done(steps=10), metrics=rows(10), overrides=["seed=7"])
+    for bench in ("toy", "aime24"):  # the base model, evaluated for one run (eval.include_base=true)
+        write_eval(sweep / "0_seed=100", "base", bench, 0.2, seeds=[0, 1], n_samples=1, runs=[0.19, 0.21])
     t = detect(sweep / "0_seed=100")["step"]
     assert t is not None and 100 < t < 250
     assert report_main([str(sweep), "--out", str(tmp_path / "out")]) == 0
@@ -193,6 +196,9 @@ def test_early_stopping_section(tmp_path):
     assert "Not in this section (1): seed=7 (never evaluated)" in section
     assert section.count("![checkpoints of") == 2
     assert "red dashed: detected transition at step" in section
+    # the base model is drawn at step 0 where it was evaluated, and its absence said where not
+    assert section.count("squares at step 0: the base model before training") == 1
+    assert section.count("the base model was not evaluated") == 1
 
 
 # ----------------------------------------------------------------------------- errors
@@ -288,3 +294,44 @@ def test_trainer_settings_that_differ_outside_the_sweeps_axes_are_flagged(sweep,
     rows = table_after(md, "Trainer settings that differ outside the sweep's axes")
     assert [r["field"] for r in rows] == ["epsilon", "logging_first_step", "trl"]
     assert {r["lora.rank=8"] for r in rows if r["field"] == "epsilon"} == {"0.3"}
+
+
+def test_search_section_reads_as_a_table_for_people(tmp_path):
+    """A study as tina.search leaves it (two complete trials, one pruned): the objective and the
+    pruning metric in columns of their own, numbers rounded, dashes not nan, the best starred, no
+    True/False; importances from two trials carry a caveat; pruned is not 'needs attention'."""
+    import optuna
+    import yaml
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from analysis.report import _search_blocks
+    from analysis.search_report import search_section
+
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    (sweep / "search.yaml").write_text(yaml.safe_dump({"space": {
+        "objective": "heldout_final.accuracy", "prune": {"metric": "rewards/format_reward/mean"}}, "fixed": []}))
+    study = optuna.create_study(study_name="tina", direction="maximize",
+                                storage=JournalStorage(JournalFileBackend(str(sweep / "study.journal"))))
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+            "lora.rank": optuna.distributions.CategoricalDistribution([4, 8])}
+    for lr, rank, value in ((0.0022881136684755237, 4, 0.8125), (0.000513, 8, 0.6875)):
+        study.add_trial(optuna.trial.create_trial(params={"optim.lr": lr, "lora.rank": rank}, distributions=dist,
+                                                  value=value))
+    study.add_trial(optuna.trial.create_trial(params={"optim.lr": 0.0091, "lora.rank": 8}, distributions=dist,
+                                              state=optuna.trial.TrialState.PRUNED, value=0.3333333333,
+                                              intermediate_values={4: 0.5, 8: 0.3333333333},
+                                              user_attrs={"pruned_at": 8}))
+    found = search_section(sweep)
+    table = found.table()
+    assert list(table.columns[:7]) == ["trial", "state", "objective: heldout_final.accuracy", "pruned at step",
+                                       "rewards/format_reward/mean there", "steps", "best"]
+    assert list(table["objective: heldout_final.accuracy"]) == ["0.8125", "0.6875", "—"]
+    assert list(table["pruned at step"]) == ["—", "—", "8"] and table["rewards/format_reward/mean there"][2] == "0.3333"
+    assert list(table["best"]) == ["★", "", ""] and list(table["optim.lr"])[0] == "0.002288"
+    cells = {str(v) for v in table.to_numpy().ravel()}
+    assert not cells & {"nan", "None", "True", "False"} and not any(len(c) > 12 and c[0].isdigit() for c in cells)
+    md = render_md(_search_blocks({sweep: found}), "files")
+    assert "Parameter importances (fANOVA) from 2 complete trials: too few" in md
+    assert "needs no attention" in md

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, metrics, summary, train, train_cmd, tree_digest
+from tests.helpers import ROOT, done, make_run, metrics, summary, train, train_cmd, tree_digest
 from tina import run_dir as rd
 from tina.errors import RunDirError
 
@@ -348,3 +348,48 @@ def test_status_and_report_count_a_runs_attempts(tmp_path):
             break
         cells[line.split("|")[1].strip()] = line.split("|")[col].strip()
     assert cells == {"#0": "3", "#1": "—"}, lines
+
+
+def _status(where: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tina.status", str(where)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_status_reads_a_folder_of_runs_a_search_and_lists_jobs_never_submitted(tmp_path):
+    """Every directory tina writes has a table: outputs/DATE (single runs named by time), a search
+    (trial_NNN/ sweeps), and a sweep whose driver died before submitting all its jobs, whose missing
+    jobs are rows of the table, not only a count in its footer."""
+    day = tmp_path / "outputs" / "2026-12-01"
+    for name in ("10-00-00", "11-30-00"):
+        make_run(day / name, summary=done())
+    search = tmp_path / "search"
+    make_run(search / "trial_000" / "0_lora.rank-4", summary=done())
+    make_run(search / "trial_001" / "0_lora.rank-8", summary=done(steps=3, status="failed", error="OSError: disk full"))
+    sweep = tmp_path / "sweep"
+    make_run(sweep / "0_lora.rank-4", summary=done(), overrides=["lora.rank=4"])
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    hydra: []\n    task: ['lora.rank=4,8']\n")
+
+    out = _status(day)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[0] for line in out.stdout.splitlines()] == ["completed"] * 2
+    assert str(day / "10-00-00") in out.stdout and str(day / "11-30-00") in out.stdout
+    out = _status(search)
+    assert out.returncode == 1 and [line.split()[0] for line in out.stdout.splitlines()] == ["completed", "failed"]
+    assert "disk full" in out.stdout and "tina.sweep rerun" not in out.stdout  # a search resumes with tina.search
+    out = _status(sweep)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("completed") and lines[1].startswith("not started") and "job 1 (no directory)" in lines[1]
+    assert lines[-1] == f"1 job(s) to rerun (jobs [1]): python -m tina.sweep rerun {sweep}"
+    assert _status(tmp_path / "outputs").returncode == 2  # a folder of folders of runs: not a run's record
+
+
+def test_every_entry_point_names_itself_in_its_usage():
+    """`usage: python -m tina.status`, not `usage: status.py`: the line a user copies."""
+    import ast
+
+    for path in [*ROOT.glob("tina/**/*.py"), *ROOT.glob("analysis/**/*.py")]:
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "ArgumentParser":
+                prog = next((k.value for k in node.keywords if k.arg == "prog"), None)
+                assert isinstance(prog, ast.Constant) and prog.value == f"python -m {module}", module

@@ -94,11 +94,19 @@ def test_six_trials_on_slurm_pruned_killed_and_resumed(cluster, tmp_path):
     assert section.png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_basic_launcher_search_in_process(tmp_path):
+def test_basic_launcher_search_in_process(tmp_path, capsys):
     """Two trials with Hydra's basic launcher (one at a time, in the trial's driver), no pruning."""
     sweep = tmp_path / "search"
     assert search_main(["lr_rank", "--trials", "2", "--parallel", "1", "--dir", str(sweep), "train.max_steps=3",
                         "train.save_steps=3", "dataset.eval_size=8", "lora.rank=choice(4)"]) == 0
+    # While it runs it says what started and ended, the counts, and the best so far.
+    lines = capsys.readouterr().out.splitlines()
+    said = [line.split(" ", 1)[1] for line in lines if " trial " in line and "[" in line]
+    assert [s.split(":")[0].split("  [")[0] for s in said] == ["trial 0 started", "trial 0 finished", "trial 1 started",
+                                                                "trial 1 finished"], lines
+    assert "lora.rank=4" in said[0] and "[1 started, 1 running, 0 finished, 0 pruned, 0 failed]" in said[0]
+    assert "heldout_final.accuracy" in said[1] and "1 finished" in said[1] and "best so far: trial 0" in said[1]
+    assert "[2 started, 0 running, 2 finished, 0 pruned, 0 failed; best so far: trial" in said[3]
     section = search_section(sweep)
     assert list(section.trials.state) == ["complete", "complete"]
     for _, row in section.trials.iterrows():

@@ -24,10 +24,11 @@ def adapter(run: Path) -> dict[str, torch.Tensor]:
 
 def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    # FlashAttention 2 passes every check (the login node cannot know the compute node's packages) but
-    # fails in the job, where it is not installed.
+    # FlashAttention 2 passes every check on the submitting node (it cannot see the compute node) but
+    # is refused by the job at its start, before loading anything, on a node without CUDA.
+    refusal = "model.attn_implementation=flash_attention_2: needs a CUDA GPU and this machine has none"
     proc = run_sweep(sweep, "train.max_steps=4", "lora.rank=4,8", "model.attn_implementation=sdpa,flash_attention_2")
-    assert proc.returncode != 0 and "FlashAttention2" in proc.stdout + proc.stderr  # the outcome names it
+    assert proc.returncode != 0 and refusal in proc.stdout + proc.stderr  # the outcome names it
 
     rows = {r["run_dir"].rsplit("/", 1)[1]: r for r in sweep_status(sweep)}
     assert len(rows) == 4
@@ -36,7 +37,8 @@ def test_rank_sweep_runs_as_an_array_and_a_failing_job_costs_no_other(cluster, t
     assert [r["status"] for r in good.values()] == ["completed"] * 2 and all(r["steps"] == 4 for r in good.values())
     for r in bad.values():
         # Judged by the job's own result: SLURM calls it COMPLETED (Hydra caught the exception).
-        assert r["status"] == "failed" and "FlashAttention2" in r["error"]
+        assert r["status"] == "failed" and refusal in r["error"]
+        assert "heldout_base" not in json.loads((Path(r["run_dir"]) / "summary.json").read_text())  # nothing loaded
         assert r["slurm_state"] == "COMPLETED"
     array_ids = {r["slurm_job"].split("_")[0] for r in rows.values()}
     assert len(array_ids) == 1 and all("_" in r["slurm_job"] for r in rows.values()), "one job array"

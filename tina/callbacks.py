@@ -6,12 +6,10 @@ They hook into HF Trainer's loop rather than wrapping it, so TRL's GRPOTrainer r
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
 
 from tina import run_dir as rd
 from tina.phase import CLIPPED_KEY, FORMAT_KEY, LENGTH_KEY, detect
@@ -91,17 +89,15 @@ class PhaseEarlyStop(TrainerCallback):
             control.should_save = True
 
 
-class QuietProgress(ProgressCallback):
-    """HF's progress bar with the few numbers that matter, instead of a printed dict per step.
+class QuietProgress(TrainerCallback):
+    """The few numbers that matter as one log line, instead of a printed dict per step: after the first
+    step, about every 10% of the run, and at least once a minute (a GPU step can take a minute).
 
-    On a terminal the bar carries them as its postfix; piped (a SLURM log, `| tee`), a bar's
-    carriage returns are noise, so a plain line goes to the log about every 10% of the run.
+    The same lines on a terminal and piped (a SLURM log, `| tee`): HF's bar drew nothing on a
+    terminal once library progress bars were off, and its carriage returns are noise in a log.
     """
 
-    def __init__(self):
-        super().__init__()
-        self.tty = sys.stderr.isatty()
-        self.last_line = 0.0
+    EVERY_S = 60.0
 
     @staticmethod
     def numbers(logs: dict) -> str:
@@ -109,25 +105,16 @@ class QuietProgress(ProgressCallback):
                          if isinstance(logs.get(key), (int, float)) and (logs[key] or name not in WHEN_NONZERO))
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.tty:
-            super().on_train_begin(args, state, control, **kwargs)
-        self.start, self.first_step = time.time(), state.global_step
+        self.start = self.last_line = time.time()
+        self.first_step = state.global_step
         self.every = max(1, state.max_steps // 10)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.tty:
-            super().on_step_end(args, state, control, **kwargs)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.tty:
-            super().on_train_end(args, state, control, **kwargs)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or any(k in logs for k in _RUN_TOTALS):
             return
-        if self.tty and self.training_bar is not None:
-            self.training_bar.set_postfix_str(self.numbers(logs), refresh=False)
-        elif state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            done = state.global_step - self.first_step
-            eta = (time.time() - self.start) / max(done, 1) * (state.max_steps - state.global_step)
-            log.info("step %d/%d  %s  eta %.0f s", state.global_step, state.max_steps, self.numbers(logs), eta)
+        now, step = time.time(), state.global_step
+        if (step == self.first_step + 1 or step % self.every == 0 or step == state.max_steps
+                or now - self.last_line >= self.EVERY_S):
+            self.last_line = now
+            eta = (now - self.start) / max(step - self.first_step, 1) * (state.max_steps - step)
+            log.info("step %d/%d  %s  eta %.0f s", step, state.max_steps, self.numbers(logs), eta)

@@ -52,12 +52,20 @@ def check_override_keys(overrides: Iterable[str], schema: type, groups: Iterable
             part = parts[depth]
             if part not in fields:
                 where = ".".join(parts[:depth]) or "the config"
-                close = difflib.get_close_matches(part, fields, n=1)
+                close = difflib.get_close_matches(part, fields, n=1) or _abbreviations(part, fields)
                 hint = f" (did you mean {'.'.join(parts[:depth] + close)}?)" if close else ""
                 extra = f"; groups: {', '.join(sorted(groups))}" if depth == 0 and groups else ""
                 raise ConfigError(f"{key}: unknown key{hint}; {where} has: {', '.join(fields)}{extra}")
             node = typing.get_type_hints(node)[part]
             depth += 1
+
+
+def _abbreviations(name: str, fields: list[str]) -> list[str]:
+    """`learning_rate` for `lr` and back: spelling distance misses a name and its initials."""
+    def initials(word: str) -> str:
+        return "".join(w[0] for w in word.split("_") if w)
+
+    return [f for f in fields if "_" in name + f and (initials(name) == f or initials(f) == name)][:1]
 
 
 def composition_error(e: Exception) -> str:

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -218,10 +219,14 @@ class Trial:
         value = objective_of(summary, self.search.space["objective"]) if state == optuna.trial.TrialState.COMPLETE else None
         if value is not None:  # finished, even if pruned as its last step ran: it did all its work
             study.tell(number, value)
+            outcome = f"finished: {self.search.space['objective']} {value:.4f}"
         elif "pruned_at" in self.trial.user_attrs:
             study.tell(number, state=optuna.trial.TrialState.PRUNED)
+            outcome = f"pruned at step {self.trial.user_attrs['pruned_at']}"
         else:  # ended, but no objective to tell (or not ended: the trial driver gave up on it)
             study.tell(number, state=optuna.trial.TrialState.FAIL)
+            outcome = f"failed ({summary.get('error') or summary.get('status') or 'no run'}; {self.dir / 'driver.log'})"
+        self.search.say(f"trial {number} {outcome}")
 
 
 class _Orphan:
@@ -275,6 +280,7 @@ class Search:
 
         self.dir, self.space, self.fixed = sweep, space, fixed
         self.reap: list = []  # trial drivers whose runs ended before they exited
+        self._said = threading.Lock()  # trials end in the pool's threads: one progress line at a time
         _, cfg, _ = compose_sweep(fixed, multirun=True)  # bad fixed overrides fail here, before any trial
         target = str(cfg.hydra.launcher.get("_target_", ""))
         self.launcher = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith(
@@ -345,7 +351,24 @@ class Search:
 
     def _one(self, trial) -> None:
         t = Trial(self, trial)
-        t.watch(t.start())
+        proc = t.start()
+        self.say(f"trial {trial.number} started: " + " ".join(f"{k}={_value(v)}" for k, v in trial.params.items()))
+        t.watch(proc)
+
+    def say(self, event: str) -> None:
+        """One progress line: the event, the trials started, ended by state, and the best so far."""
+        import optuna
+
+        with self._said:
+            trials = self.study.get_trials(deepcopy=False)
+            counts = {state: sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
+            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            best = (max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min)(
+                done, key=lambda t: t.value) if done else None
+            print(f"{time.strftime('%H:%M:%S')} {event}  [{len(trials)} started, {counts[optuna.trial.TrialState.RUNNING]} "
+                  f"running, {counts[optuna.trial.TrialState.COMPLETE]} finished, {counts[optuna.trial.TrialState.PRUNED]} "
+                  f"pruned, {counts[optuna.trial.TrialState.FAIL]} failed"
+                  + (f"; best so far: trial {best.number} {best.value:.4f}]" if best else "]"), flush=True)
 
 
 def _default_dir() -> Path:

@@ -89,14 +89,29 @@ def sweep_status(sweep: Path) -> list[dict]:
             state["status"], state["reason"] = RunStatus.DIED, f"SLURM says {job['state']}: killed before it could write its summary"
         rows.append({"num": num, "run_dir": str(run) if run else None, **state,
                      "slurm_job": job.get("job_id"), "slurm_state": job.get("state")})
+    if not rows:  # not a sweep: a folder of single runs (outputs/DATE) or of sweeps (a search's trial_NNN/)
+        nested = [r for p in sorted(sweep.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                  for r in _rows_or_none(p)]
+        rows = [{**r, "num": i} for i, r in enumerate(nested)]
     if not rows:
         raise FileNotFoundError(f"{sweep} holds no tina runs (no run directories, no .submitit jobs)")
     return rows
 
 
+def _rows_or_none(path: Path) -> list[dict]:
+    if rd.is_run(path):
+        return sweep_status(path)
+    if any(_job_num(p) is not None for p in path.iterdir()) or (path / ".submitit").is_dir():
+        try:
+            return sweep_status(path)
+        except FileNotFoundError:
+            return []
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path)
+    parser = argparse.ArgumentParser(prog="python -m tina.status", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="a sweep, a run, a folder of runs (outputs/DATE) or a search")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     try:
@@ -104,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"tina.status: {e}", file=sys.stderr)
         return 2
+    never = _never_submitted(args.sweep, rows)
+    rows += [{"num": n, "run_dir": None, "status": RunStatus.NOT_STARTED, "reason": "never submitted (the sweep's driver "
+              "stopped first)", "steps": None, "stop_step": None, "error": None, "attempts": None, "slurm_job": None,
+              "slurm_state": None} for n in never]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -165,6 +184,20 @@ def needs_rerun(row: dict) -> bool:
     return status.needs_rerun and row.get("slurm_state") not in ALIVE
 
 
+def _never_submitted(sweep: Path, rows: list[dict]) -> list[int]:
+    """Jobs of a `tina.train -m` sweep (counted from its multirun.yaml) that have no row: its driver
+    stopped before submitting them."""
+    from tina.plan import compose_sweep, recorded_overrides
+
+    if not (sweep / "multirun.yaml").exists():
+        return []  # a run, a folder of runs, a search: no job list to compare with
+    try:
+        jobs = len(compose_sweep(recorded_overrides(sweep), multirun=True)[2])
+    except Exception:  # not a tina.train -m sweep: only what the rows say
+        return []
+    return sorted(set(range(jobs)) - {r["num"] for r in rows})
+
+
 def rerun_command(path: Path) -> str:
     """The command that relaunches what did not finish at `path`: tina.sweep rerun for a sweep (or a
     job of one: its sweep), tina.train in the run directory with its own overrides for a single run."""
@@ -175,9 +208,8 @@ def rerun_command(path: Path) -> str:
 
 def _rerun_hint(sweep: Path, rows: list[dict]) -> set[int]:
     """End with the command that relaunches what did not finish, when something did not: a job that
-    needs it, or one the sweep's driver never submitted (counted from multirun.yaml)."""
-    from tina.plan import compose_sweep, recorded_overrides
-
+    needs it, or one the sweep's driver never submitted (rows of their own, see _never_submitted).
+    A search resumes with `tina.search --resume`, a folder of runs has no one command: no hint there."""
     todo = {r["num"] for r in rows if needs_rerun(r)}
     if rd.is_run(sweep):
         if todo:
@@ -185,12 +217,7 @@ def _rerun_hint(sweep: Path, rows: list[dict]) -> set[int]:
                 print(f"to rerun it: {rerun_command(sweep)}")
             except RunDirError as e:  # its recorded overrides are damaged: no command to give
                 print(f"to rerun it: run tina.train with its overrides and hydra.run.dir={sweep} ({e})")
-        return todo
-    try:
-        todo |= set(range(len(compose_sweep(recorded_overrides(sweep), multirun=True)[2]))) - {r["num"] for r in rows}
-    except Exception:  # not a tina.train -m sweep (no multirun.yaml): only what the rows say
-        pass
-    if todo:
+    elif todo and (sweep / "multirun.yaml").exists():
         print(f"{len(todo)} job(s) to rerun (jobs {sorted(todo)}): {rerun_command(sweep)}")
     return todo
 

@@ -20,6 +20,7 @@ from typing import Iterator
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from tina import machine
 from tina import run_dir as rd
 from tina import run_record
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
@@ -305,6 +306,7 @@ def _run(tc: TinaConfig, run_dir: Path, rec: "run_record.Record", guard: SignalG
         log.info("%s already finished at step %s; nothing to do", run_dir, rec.previous["steps"])
         return {**rec.write(**{k: rec.previous[k] for k in ("status", "reason", "error") if k in rec.previous},
                             wall_seconds=rec.wall_before), NOTHING_TO_DO: True}
+    machine.check(tc)  # a SLURM job's node: checked here, before anything heavy loads; a refusal is recorded
     env = run_record.environment()
     env["device"]["gpu_type"] = tc.compute.gpu_type or env["device"]["gpu_name"]
     rec.write(max_steps=tc.train.max_steps, stop_at_step=tc.train.stop_at_step, model=tc.model.name_or_path, **env)
@@ -478,23 +480,29 @@ _VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--con
                 "--shell-completion", "-sc", "--info", "-i")
 
 
-def precheck(args: list[str]) -> None:
+def precheck(args: list[str]) -> TinaConfig | None:
     """Compose and validate a single run's config the way Hydra will, before Hydra makes its run
-    directory or prints anything: a bad command is one line and leaves no trace.
+    directory or prints anything: a bad command is one line and leaves no trace. Returns the typed
+    config (None for a multirun or an info flag).
 
     A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in _VALUE_FLAGS)]
+    multirun = any(a in ("-m", "--multirun") for a in args)
     for override in overrides:
         try:
-            OverridesParser.create().parse_overrides([override])
+            (parsed,) = OverridesParser.create().parse_overrides([override])
         except Exception as e:
             raise ConfigError(f"{override}: not Hydra override syntax ({composition_error(e)}); "
                               "quote values with special characters, e.g. 'key=\"a,b\"'") from None
+        if parsed.is_sweep_override() and not multirun and not any(a in _HYDRA_INFO_FLAGS for a in args):
+            raise ConfigError(f"{override}: several values are a sweep: add -m (python -m tina.train -m {override}); "
+                              "for one list value write key=[a,b]")
+        _check_group_choice(parsed)
     check_override_keys(args)
-    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS + ("-m", "--multirun") for a in args):
-        return
+    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS for a in args) or multirun:
+        return None
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
@@ -507,16 +515,36 @@ def precheck(args: list[str]) -> None:
              if o.value() is not None and not o.is_delete()}
     run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
     cfg.train.output_dir = run_dir or "set-when-the-job-starts"
-    validate(cfg)
+    tc = validate(cfg)
     if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
         run_dir = Path(run_dir)
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
         rd.lock_of(run_dir).check_free()
+    return tc
+
+
+def _check_group_choice(override) -> None:
+    """`dataset=gsm8k`, `+sweeps=lora_rnak`: one line listing the options, also under -m, where Hydra
+    would print its search path over a dozen lines."""
+    key = override.get_key_element().lstrip("+~")
+    folder = PACKAGE_DIR.parent / ("sweeps" if key == "sweeps" else f"conf/{key}")
+    if key.startswith("hydra") or "." in key or not folder.is_dir() or override.is_delete():
+        return
+    try:
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    except Exception:  # glob(...) and the like: Hydra expands them against the options itself
+        return
+    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    for value in values:
+        if isinstance(value, str) and value not in options:
+            raise ConfigError(f"{key}={value}: no such option; {key} has: {', '.join(options)}")
 
 
 def cli() -> None:
     try:
-        precheck(sys.argv[1:])
+        tc = precheck(sys.argv[1:])
+        if tc is not None:
+            machine.check(tc)  # a GPU config on a CPU machine, no vLLM, an unreachable model: refused here
     except ConfigError as e:
         sys.exit(f"tina: {e}")
     try:

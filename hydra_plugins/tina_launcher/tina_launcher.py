@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-from tina import costmodel
+from tina import costmodel, machine
 from tina.config import TinaConfig
 from tina.errors import ConfigError
 from tina.hydra_internal import BasicLauncher as _HydraBasicLauncher
@@ -56,15 +56,21 @@ def _require_gpus(gpus: int | None, processes: int) -> None:
         )
 
 
+def _raise(why: str | None) -> None:
+    if why:
+        raise ConfigError(why)
+
+
 class _Checked:
     """Launcher mixin: check() refuses a sweep that cannot run; launch() runs it unless the sweeper did."""
 
     checked = False  # set by the Sweeper once it has checked every job of the sweep
+    jobs: list = []  # (where, typed config) of each checked job, for where_problem()
 
     def check(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> None:
         """Raise ConfigError naming the first job that cannot run, and why."""
         self.check_launcher()
-        estimates = []
+        estimates, self.jobs = [], []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             where = f"job #{idx} ({' '.join(overrides)})"
             try:
@@ -78,12 +84,22 @@ class _Checked:
                 self.check_job(idx, cfg, tc)
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
+            self.jobs.append((where, tc))
             estimates.append(costmodel.estimate(tc, [], overrides, idx))
         budget = getattr(self, "budget_usd", None)
         why = costmodel.over_budget(estimates, budget) if budget is not None else None
         if why:
             raise ConfigError(f"hydra.launcher.budget_usd: {why} (python -m tina.plan with the same overrides "
                               "shows each job)")
+
+    def where_problem(self) -> str | None:
+        """Why the checked jobs cannot run where this launcher runs them (no GPU, no vLLM, no model),
+        or None. Kept apart from check(): a dry run of a GPU sweep on a laptop reports it, not fails."""
+        for where, tc in self.jobs:
+            why = machine.problem(tc)
+            if why:
+                return f"{where}: {why}"
+        return None
 
     def check_launcher(self) -> None:
         """Checks of the launcher's own settings."""
@@ -94,6 +110,7 @@ class _Checked:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if not self.checked:
             _refuse_on_error(self.check, job_overrides, initial_job_idx)
+            _refuse_on_error(_raise, self.where_problem())
         self.prepare()
         return super().launch(job_overrides, initial_job_idx)
 
@@ -137,6 +154,8 @@ class _Submitit(_Checked):
     def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
         launcher = cfg.hydra.launcher
         asked = {key: launcher[key] for key in RESOURCES if key in launcher}
+        if "gpus_per_node" in asked and asked["gpus_per_node"] is None:  # null: what the job's compute group needs
+            asked["gpus_per_node"] = tc.compute.num_processes if machine.cuda_needs(tc) else 0
         nodes, want = asked.get("nodes", 1), tc.compute.num_processes
         for key, per in (("tasks_per_node", "task"), ("gpus_per_node", "GPU")):
             got = asked.get(key) or 0
@@ -178,7 +197,36 @@ class _Submitit(_Checked):
 
 
 class SlurmLauncher(_Submitit, submitit_launcher.SlurmLauncher):
-    pass
+    """The jobs run on the cluster's nodes: from here, check what sinfo knows (the partition, its
+    GPUs); each job checks its node (CUDA, vLLM, the model) at its start (tina.train)."""
+
+    def where_problem(self) -> str | None:
+        import shutil
+        import subprocess
+
+        if not shutil.which("sinfo"):
+            return None  # not a SLURM client node: sbatch will say what is wrong
+        rows = subprocess.run(["sinfo", "-h", "-o", "%P|%G"], capture_output=True, text=True, timeout=30).stdout
+        gres: dict[str, set[str]] = {}
+        default = None
+        for line in rows.split():
+            name, _, g = line.partition("|")
+            if name.endswith("*"):
+                name = default = name[:-1]
+            gres.setdefault(name, set()).add(g)
+        partition = self.params.get("partition") or default
+        if partition is None or not gres:
+            return None
+        if partition not in gres:
+            return (f"hydra.launcher.partition={partition}: no such partition on this cluster; "
+                    f"sinfo lists: {', '.join(sorted(gres))}")
+        gpus = (self._resources or (0, {}))[1].get("gpus_per_node") or 0
+        if gpus and not any("gpu" in g for g in gres[partition]):
+            with_gpus = sorted(p for p, gs in gres.items() if any("gpu" in g for g in gs))
+            where = f"one with GPUs: {', '.join(with_gpus)}" if with_gpus else "none on this cluster has GPUs"
+            return (f"hydra.launcher.gpus_per_node={gpus}: partition {partition} has no GPUs (sinfo gres: "
+                    f"{', '.join(sorted(gres[partition]))}); set hydra.launcher.partition ({where}), or use compute=cpu")
+        return None
 
 
 class LocalLauncher(_Submitit, submitit_launcher.LocalLauncher):
@@ -201,10 +249,14 @@ class Sweeper(BasicSweeper):
             launcher = _Checked()
             launcher.hydra_context, launcher.config = self.hydra_context, self.config
         _refuse_on_error(launcher.check, jobs)
+        where = launcher.where_problem()
         if self.dry_run:
             what = launcher.describe()
             print(f"tina: dry run: all {len(jobs)} job(s) pass every check{f' ({what})' if what else ''}; "
                   "nothing was started")
+            if where:
+                print(f"tina: but not where they would run: {where}")
             return []
+        _refuse_on_error(_raise, where)
         launcher.checked = True
         return super().sweep(arguments)

@@ -271,7 +271,7 @@ def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tina.embedded.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=TINY_DIR, help=f"output folder (default: {TINY_DIR})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")

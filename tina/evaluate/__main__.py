@@ -21,7 +21,9 @@ def main(cfg: DictConfig) -> list[dict]:
 
 
 def _print(records: list[dict]) -> None:
-    import rich
+    """The results as a table; piped (a log, a file) at its full width: with no terminal to fit, rich
+    would cut every cell to 80 columns."""
+    from rich.console import Console
     from rich.table import Column, Table
 
     names = ("checkpoint", "step", "benchmark", "pass@1", "± std", "problems", "samples x seeds", "s")
@@ -31,7 +33,7 @@ def _print(records: list[dict]) -> None:
         table.add_row(r["checkpoint"], str(r["step"]), r["benchmark"], f"{r['pass@1']:.4f}",
                       "-" if std is None else f"{std:.4f}", str(r["n_problems"]),
                       f"{r['n_samples']} x {len(r['seeds'])}", f"{r['wall_seconds']:.0f}")
-    rich.print(table)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def _argv(args: list[str]) -> list[str]:
