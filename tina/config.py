@@ -483,3 +483,11 @@ def check_override_keys(overrides: list[str]) -> None:
             raise ConfigError(f"{key}: {REMOVED[key]}")
     groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps"]
     _check_keys(overrides, TinaConfig, groups)
+
+
+def schema_defaults() -> dict:
+    """Every key's default as the dataclasses give it, resolved (a run directory's path aside): what a
+    key added to tina since a run started means for that run on resume (tina.run_dir.check_config)."""
+    node = OmegaConf.structured(TinaConfig)
+    node.train.output_dir = ""  # its resolver needs Hydra; never compared on resume
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)

@@ -167,16 +167,23 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_config(run_dir: Path, config: dict) -> None:
+def check_config(run_dir: Path, config: dict, defaults: dict | None = None) -> None:
     """Refuse to train `config` in a directory that holds a run with another one (read only).
 
-    Resuming with another lr or rank would silently mix two experiments in one metrics file.
+    Resuming with another lr or rank would silently mix two experiments in one metrics file. A key
+    the recorded config lacks (added to tina since the run started) is unchanged when it holds its
+    schema default (`defaults`, nested like the config): an upgrade must not strand a sweep's requeued jobs.
     """
     old = _flatten(read_config(run_dir))
     if not old:
         return
+    defaults = _flatten(defaults) if defaults else {}
+
+    def same(k: str, v: Any) -> bool:
+        return old[k] == v if k in old else k in defaults and defaults[k] == v
+
     changed = sorted(k for k, v in _flatten(config).items()
-                     if old.get(k) != v and not k.startswith(RESUMABLE_CHANGES + NOT_COMPARED))
+                     if not same(k, v) and not k.startswith(RESUMABLE_CHANGES + NOT_COMPARED))
     if changed:
         raise RunDirError(
             f"train.output_dir: {run_dir} holds a run with another config (differs in {changed}); "

@@ -144,10 +144,11 @@ class Record:
 
 
 @contextmanager
-def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_process: bool = True) -> Iterator[Record]:
+def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_process: bool = True,
+           defaults: dict | None = None) -> Iterator[Record]:
     """Own `run_dir` for one training process: refuse another config or a live writer before
     touching a byte, then lock, write the config, and keep the summary true until the end."""
-    check_config(run_dir, config)  # read only: a refused start changes nothing
+    check_config(run_dir, config, defaults)  # read only: a refused start changes nothing
     lock = lock_of(run_dir) if main_process else None
     if lock is not None:
         existed = run_dir.exists()
@@ -160,7 +161,7 @@ def writer(run_dir: Path, config: dict, hydra_files: dict | None = None, main_pr
             raise
     try:
         if main_process:
-            check_config(run_dir, config)  # again, under the lock: the other writer may have just written it
+            check_config(run_dir, config, defaults)  # again, under the lock: the other writer may have just written it
             write_config(run_dir, config, hydra_files)
         with Record(run_dir, enabled=main_process, lock=lock) as record:
             yield record

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tina import machine
 from tina import run_dir as rd
 from tina import run_record
-from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, validate
+from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, schema_defaults, validate
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
 from tina.run_status import RunStatus, status_of
@@ -242,7 +242,7 @@ def _train(cfg: DictConfig, tc: TinaConfig) -> dict:
     main_process = int(os.environ.get("RANK", "0")) == 0
     with SignalGuard() as guard:
         try:
-            with run_record.writer(run_dir, config, _hydra_files(cfg), main_process) as rec:
+            with run_record.writer(run_dir, config, _hydra_files(cfg), main_process, schema_defaults()) as rec:
                 result = _run(tc, run_dir, rec, guard)
         except Interrupted:
             guard.chain()  # recorded; now as the signal asks: submitit requeues on USR2, TERM ends the job
@@ -518,7 +518,7 @@ def precheck(args: list[str]) -> TinaConfig | None:
     tc = validate(cfg)
     if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
         run_dir = Path(run_dir)
-        rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), schema_defaults())
         rd.lock_of(run_dir).check_free()
     return tc
 
