@@ -41,3 +41,17 @@ def test_no_other_module_imports_hydra_internals():
     users = sorted(str(p.relative_to(ROOT)) for pkg in ("tina", "analysis", "hydra_plugins")
                    for p in (ROOT / pkg).rglob("*.py") if "hydra._internal" in p.read_text())
     assert users == ["tina/hydra_internal.py"], users
+
+
+def test_tinas_sweeper_survives_hydras_plugin_discovery():
+    """Hydra's plugin discovery re-executes basic_sweeper: a process that imported tina.hydra_internal
+    first (tina.plan, a test module) must still build tina's sweeper. A fresh process, as the order
+    of imports is the point (the old module-level import failed here with super(type, obj))."""
+    import subprocess
+    import sys
+
+    code = ("import tina.hydra_internal\nfrom hydra.core.plugins import Plugins\nPlugins.instance()\n"
+            "from hydra_plugins.tina_launcher.tina_launcher import Sweeper\n"
+            "Sweeper(max_batch_size=None, params={}, dry_run=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,10 +8,25 @@ signature used against the locked version, so an upgrade that changes one fails 
 rather than in a user's sweep.
 """
 
-from hydra._internal.callbacks import Callbacks  # noqa: F401
-from hydra._internal.config_loader_impl import ConfigLoaderImpl  # noqa: F401
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher  # noqa: F401
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: F401
-from hydra._internal.utils import create_config_search_path  # noqa: F401
+import importlib
+
+# Where each name lives. Looked up on every access (module __getattr__), never cached here: Hydra's
+# plugin discovery re-executes hydra._internal.core_plugins.basic_sweeper, and a BasicSweeper held
+# from before that (one whose __init__ calls super(BasicSweeper, self) on the new global) breaks any
+# subclass made from it: "super(type, obj): obj must be an instance or subtype of type".
+_WHERE = {
+    "Callbacks": "hydra._internal.callbacks",
+    "ConfigLoaderImpl": "hydra._internal.config_loader_impl",
+    "BasicLauncher": "hydra._internal.core_plugins.basic_launcher",
+    "BasicSweeper": "hydra._internal.core_plugins.basic_sweeper",
+    "create_config_search_path": "hydra._internal.utils",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
 
 LOCKED_VERSION = "1.3.8"  # constraints.txt's hydra-core: the version the signatures were checked on
