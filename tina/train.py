@@ -13,14 +13,12 @@ import logging
 import os
 import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from tina import machine
+from tina import machine, process_state
 from tina import run_dir as rd
 from tina import run_record
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, schema_defaults, validate
@@ -205,31 +203,8 @@ def train(cfg: DictConfig, tc: TinaConfig | None = None) -> dict:
     marks that job failed while the rest of a multirun goes on.
     """
     tc = tc or validate(cfg)  # raises ConfigError naming the key, before any file or model
-    with _process_state():
+    with process_state.restored():
         return _train(cfg, tc)
-
-
-@contextmanager
-def _process_state() -> Iterator[None]:
-    """The jobs of a basic-launcher multirun share one process: what a job changes in it (wandb's
-    and the ranks' environment, torch's thread count, accelerate's patched context) is put back when
-    it ends, so each job starts from the state the process had before it."""
-    import accelerate.utils
-    import accelerate.utils.environment
-    import torch
-
-    environ, threads = dict(os.environ), torch.get_num_threads()
-    contexts = accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment
-    try:
-        yield
-    finally:
-        for key in set(os.environ) - set(environ):
-            del os.environ[key]
-        for key, value in environ.items():
-            if os.environ.get(key) != value:  # only what changed: setenv races getenv in other threads
-                os.environ[key] = value
-        torch.set_num_threads(threads)
-        accelerate.utils.environment.clear_environment, accelerate.utils.clear_environment = contexts
 
 
 def _train(cfg: DictConfig, tc: TinaConfig) -> dict:
