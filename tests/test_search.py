@@ -136,6 +136,23 @@ def test_a_trial_is_told_what_its_run_ended_with(tmp_path, status, state):
     assert told.state == state and told.value == (0.25 if state == T.COMPLETE else None)
 
 
+def test_a_trial_pruned_during_its_last_step_keeps_its_objective(tmp_path):
+    """The pruner's SIGTERM can land while the last step runs: the run still completes (tina.train
+    defers it), and the study is told the run's objective, not PRUNED."""
+    from tina.search import Search, Trial, load_space
+
+    space, fixed = load_space("lr_rank", [])
+    search = Search(tmp_path / "search", space, fixed)
+    trial = search.study.ask(search.distributions)
+    trial.set_user_attr("pruned_at", 8)
+    run = tmp_path / "search" / "trial_000" / "0_x"
+    run.mkdir(parents=True)
+    rd.write_summary(run, status="completed", steps=8, heldout_final={"accuracy": 0.75})
+    Trial(search, trial)._tell()
+    told = study(tmp_path / "search").trials[0]
+    assert told.state == T.COMPLETE and told.value == 0.75
+
+
 def test_a_resumed_trial_is_the_same_trial(tmp_path):
     """--resume reopens a RUNNING trial by its number through Optuna's public storage API."""
     from tina.search import Search, load_space
