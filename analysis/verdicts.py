@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from tina.power import ALPHA, POWER, detectable  # noqa: F401  (one place: tina.plan --detect uses them too)
+from tina.power import ALPHA  # one place: tina.plan --detect uses it too
 
 LEVEL = 0.95
 FWER_METHOD = "holm-sidak"

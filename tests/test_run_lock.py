@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 N_PROCS = 8
 ROUNDS = 120

@@ -17,6 +17,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from analysis import verdicts as vd
+from tina import power as tp
 from tests.helpers import ROOT
 from tests.synthetic_outcomes import ids, simulate, write_run
 
@@ -63,7 +64,7 @@ def test_power_and_coverage_at_a_known_difference_match_theory():
     assert abs(seen - power) < _tol(power), (seen, power)
     cover = np.mean((r["low"] <= delta) & (delta <= r["high"]))
     assert abs(cover - vd.LEVEL) < _tol(vd.LEVEL), cover
-    assert vd.detectable(se) == pytest.approx((z + stats.norm.ppf(vd.POWER)) * se)
+    assert tp.detectable(se) == pytest.approx((z + stats.norm.ppf(tp.POWER)) * se)
 
 
 def test_seeds_widen_the_interval_and_keep_it_honest():
