@@ -70,6 +70,33 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- config
+def assert_rebuild_identical(out: Path, committed: Path, *args: str, timeout: float = 900) -> None:
+    """`python -m tina.embedded.build --out OUT ARGS` makes exactly the committed files, byte for byte."""
+    proc = subprocess.run([sys.executable, "-m", "tina.embedded.build", "--out", str(out), "--no-eval", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    names = sorted(p.name for p in committed.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == names
+    for name in names:
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+
+
+def fall_begins(steps: list[int], fmt: list[float], window: int = 11, drop: float = 0.1) -> dict | None:
+    """Where the format reward's fall begins, by a rule that does not use tina.phase: the peak of its
+    centred rolling mean (`window` steps); the first step after it from which the rolling mean stays
+    more than `drop` below the peak for `window` steps; and, before that, the last step still within
+    drop/3 of the peak (still on the plateau): the fall begins there. None when it never falls so."""
+    r = pd.Series(fmt).rolling(window, center=True, min_periods=window // 2 + 1).mean().to_numpy()
+    peak = int(np.argmax(r))
+    low = r < r[peak] - drop
+    for c in range(peak + 1, len(r) - window + 1):
+        if low[c: c + window].all():
+            begin = max(i for i in range(peak, c) if r[i] >= r[peak] - drop / 3)
+            return {"peak_step": steps[peak], "peak": float(r[peak]), "crossed": steps[c], "step": steps[begin],
+                    "bottom": float(r[c:].min())}
+    return None
+
+
 def compose_cfg(overrides: list[str]):
     check_override_keys(overrides)
     GlobalHydra.instance().clear()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +11,12 @@ from math_verify import parse
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.helpers import assert_rebuild_identical
 from tina import toy
 from tina.embedded import TINY_DIR
 from tina.embedded.build import CHAT_TEMPLATE, FILES, TAGS, conversation
 from tina.rewards import get_reward
 
-ROOT = Path(__file__).resolve().parents[1]
 KINDS = [(m, g) for m in (False, True) for g in (False, True)]  # (malformed, guessed)
 
 
@@ -211,13 +208,7 @@ def test_trace_rejects_foreign_problems():
 def test_rebuild_is_byte_identical(tmp_path):
     """~50 s on 2 CPU cores: the committed files are exactly what the build script makes."""
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "tina.embedded.build", "--out", str(tmp_path), "--no-eval"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    committed = sorted(p.name for p in TINY_DIR.iterdir())
-    assert sorted(p.name for p in tmp_path.iterdir()) == committed
-    for name in committed:
-        assert (tmp_path / name).read_bytes() == (TINY_DIR / name).read_bytes(), name
+    assert_rebuild_identical(tmp_path, TINY_DIR)
     print(f"rebuilt in {time.time() - started:.0f} s")
 
 

@@ -15,7 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.helpers import ROOT, TINY, metrics, train, train_cmd
+from tests.helpers import ROOT, TINY, fall_begins, metrics, train, train_cmd
+from tina.phase import FORMAT_KEY
 from tina.toy import rows as toy_rows
 
 
@@ -180,12 +181,26 @@ def test_phase_early_stop_stops_a_patience_window_after_the_transition(tmp_path)
     assert abs(cb.transition - 100) <= 5
 
 
-def test_early_stop_phase_runs_and_records_the_transition(tmp_path):
-    run = tmp_path / "run"
-    train(run, "train.max_steps=10", "train.early_stop=phase", "train.early_stop_patience=2")
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] in ("completed", "stopped_early")
-    assert "phase_step" in summary and "best_checkpoint" in summary
+@pytest.mark.slow
+def test_early_stop_phase_stops_after_a_real_transition_and_names_the_best_checkpoint(tmp_path):
+    """experiment=toy_transition, whose format reward falls about halfway through (tests/test_transition.py):
+    early stopping must find that fall, stop `patience` steps after it (the detector runs every 10
+    steps), well before the horizon, and name the last checkpoint saved at or before it."""
+    run, patience, every = tmp_path / "run", 20, 10
+    proc = subprocess.run([sys.executable, "-m", "tina.train", "experiment=toy_transition", f"hydra.run.dir={run}",
+                           "train.early_stop=phase", f"train.early_stop_patience={patience}", "eval.after_training=false"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "stopped_early", s
+    phase, horizon = s["phase_step"], s["max_steps"]
+    rows = metrics(run)
+    fall = fall_begins([r["step"] for r in rows], [r[FORMAT_KEY] for r in rows])
+    assert fall is not None and abs(phase - fall["step"]) <= 0.1 * horizon, (phase, fall)
+    assert phase + patience <= s["steps"] < phase + patience + every and s["steps"] < horizon, (phase, s["steps"])
+    assert rows[-1]["step"] == s["steps"] and s["steps"] in s["saved_steps"]  # the stop was checkpointed
+    assert s["best_checkpoint"] == max(x for x in s["saved_steps"] if x <= phase), s
+    assert (run / "checkpoints" / f"checkpoint-{s['best_checkpoint']}").is_dir()
 
 
 def test_evaluation_after_training_in_the_same_job(tmp_path):

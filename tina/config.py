@@ -235,7 +235,8 @@ class DatasetConfig:
     answer_format: str = "as_is"
     # A name in tina/prompts.py SYSTEM_PROMPTS through ${system_prompt:NAME}, or literal text.
     system_prompt: str = "${system_prompt:toy}"
-    # Toy task only: how many problems to generate, and the seed they come from.
+    # Toy task only: which (tina/toy.py TASKS), how many problems to generate, and their seed.
+    task: str = "add"
     size: int = 2000
     seed: int = 0
     eval_size: int = 200  # 0: no held-out split
@@ -258,6 +259,9 @@ class DatasetConfig:
         return self.max_samples or (self.size if self.is_toy else None)
 
     def check(self) -> None:
+        from tina.toy import TASKS
+
+        require(self.task in TASKS, "dataset.task", f"unknown toy task {self.task!r}; allowed: {list(TASKS)}")
         require(self.path is None or Path(self.path).exists(), "dataset.path", f"no file or folder at {self.path}")
         require(not self.is_toy or self.max_samples is None or self.max_samples <= self.size, "dataset.max_samples",
                 f"must be at most dataset.size={self.size} (the toy set's rows) or null, got {self.max_samples}")

@@ -105,7 +105,7 @@ def _hub_pairs(cfg: DatasetConfig, fields: data_files.Fields) -> tuple[list, lis
 
 
 def _toy_pairs(split: str, size: int, cfg: DatasetConfig) -> tuple[list, list]:
-    examples = toy.rows(split, size, cfg.seed)
+    examples = toy.rows(split, size, cfg.seed, cfg.task)
     return _pairs(f"dataset (toy task, {split})", ((f"row index {i}", r) for i, r in enumerate(examples)), cfg)
 
 

@@ -28,6 +28,12 @@ TEST_PER_MILLE = 100  # ~10% of all problems are held out
 LOW, HIGH = 10, 99  # both operands have two digits: 8100 problems in all
 
 _PROBLEM = re.compile(r"What is (\d+) \+ (\d+)\?")
+_SUM = re.compile(r"What is (\d+(?: \+ \d+)+)\?")
+
+# "add": A + B (the default). "sum": 2 to 4 addends (experiment=toy_transition), whose worked
+# answer is longer the more addends there are: long enough, at 4, to meet a length budget.
+TASKS = ("add", "sum")
+SUM_TERMS = (2, 4)
 
 
 def _problem(a: int, b: int) -> str:
@@ -44,16 +50,21 @@ def _pool(split: str) -> list[tuple[int, int]]:
     return [(a, b) for a in range(LOW, HIGH + 1) for b in range(LOW, HIGH + 1) if split_of(_problem(a, b)) == split]
 
 
-def rows(split: str, n: int, seed: int) -> list[dict]:
+def rows(split: str, n: int, seed: int, task: str = "add") -> list[dict]:
     """`n` problems of `split` as {"problem", "solution"}; solution is the gold as math-verify reads it ("$68$").
 
-    Problems are drawn without replacement from the split (7353 train, 747 test); past that the
+    task "add": drawn without replacement from the split (7353 train, 747 test); past that the
     split is reshuffled and drawn again, so a large `n` repeats problems rather than failing.
+    task "sum": see `_sum_rows`.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if task == "sum":
+        return _sum_rows(split, n, seed)
     rng = random.Random(f"tina.toy/{split}/{seed}")
     pool = _pool(split)
     picked: list[tuple[int, int]] = []
@@ -101,6 +112,11 @@ def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.R
     else:
         value = gold
         work = _reasoning(a, b)
+    return _wrap(work, value, malformed=malformed, rng=rng)
+
+
+def _wrap(work: str, value: int, *, malformed: bool, rng: random.Random) -> str:
+    """The think and answer blocks around `work`; `malformed`: broken in one of the MALFORMED ways."""
     answer_block = f"<answer>\n\\boxed{{{value}}}\n</answer>"
     if not malformed:
         return f"<think>\n{work}\n</think>\n{answer_block}"
@@ -110,3 +126,66 @@ def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.R
     if kind == "no_newline_after_close":
         return f"<think>\n{work}\n</think>{answer_block}"
     return f"<think>\n{work}\n{answer_block}"
+
+
+# --- task "sum": several two-digit addends (experiment=toy_transition) ---------------------------
+#
+# Why: a task where working is what makes the answer right, and where the working's length grows
+# with the problem. Worked out column by column with running sums ("2+4=6", "6+8=14", then the
+# tens), a tiny model gets the sum right; guessed (the tens only), it is almost always wrong. A
+# 4-addend sum worked out takes 49-68 tokens, a 3-addend one at most 52, a guess at most 27; so a
+# budget between them cuts the completions that reason on the largest problems, which lose their
+# closing tags.
+
+def _sum_problem(terms: list[int]) -> str:
+    return "What is " + " + ".join(str(t) for t in terms) + "?"
+
+
+def _sum_rows(split: str, n: int, seed: int) -> list[dict]:
+    """`n` problems of 2-4 addends (equally often), drawn with a seeded RNG and kept when the hash
+    puts them in `split`: 90^2 + 90^3 + 90^4 problems, so repeats are rare and need no bookkeeping."""
+    rng = random.Random(f"tina.toy.sum/{split}/{seed}")
+    out: list[dict] = []
+    while len(out) < n:
+        terms = [rng.randint(LOW, HIGH) for _ in range(rng.randint(*SUM_TERMS))]
+        problem = _sum_problem(terms)
+        if split_of(problem) == split:
+            out.append({"problem": problem, "solution": f"${sum(terms)}$"})
+    return out
+
+
+def parse_terms(problem: str) -> list[int]:
+    m = _SUM.fullmatch(problem.strip())
+    if m is None:
+        raise ValueError(f"not a toy sum (expected 'What is A + B + ...?'): {problem!r}")
+    return [int(t) for t in m.group(1).split(" + ")]
+
+
+def _running(first: int, rest: list[int]) -> tuple[list[str], int]:
+    lines, total = [], first
+    for d in rest:
+        lines.append(f"{total}+{d}={total + d}")
+        total += d
+    return lines, total
+
+
+def sum_work(terms: list[int]) -> tuple[str, int]:
+    """Column addition with running sums, units then tens (the carry first): 27 + 45 + 19 is
+    '7+5=12', '12+9=21', '2+2=4', '4+4=8', '8+1=9' -> 91. Returns (work, answer)."""
+    units, units_total = _running(terms[0] % 10, [t % 10 for t in terms[1:]])
+    carry = units_total // 10
+    column = ([carry] if carry else []) + [t // 10 for t in terms]
+    tens, tens_total = _running(column[0], column[1:])
+    return "\n".join(units + tens), tens_total * 10 + units_total % 10
+
+
+def sum_trace(problem: str, *, malformed: bool, guessed: bool, rng: random.Random) -> str:
+    """A completion for a "sum" problem: worked (`sum_work`, right) or `guessed` ('guess 2+4+1=7',
+    the tens only, answer 70: wrong unless every unit is 0); `malformed` as in `trace`."""
+    terms = parse_terms(problem)
+    if guessed:
+        tens = [t // 10 for t in terms]
+        work, value = f"guess {'+'.join(map(str, tens))}={sum(tens)}", sum(tens) * 10
+    else:
+        work, value = sum_work(terms)
+    return _wrap(work, value, malformed=malformed, rng=rng)

@@ -8,3 +8,5 @@ safetensors weights, tokenizer with chat template). It loads with `AutoModelForC
 from pathlib import Path
 
 TINY_DIR = Path(__file__).parent / "tiny"
+# experiment=toy_transition's model: the same build, on the "sum" task (tina/embedded/build.py: SETTINGS).
+TRANSITION_DIR = Path(__file__).parent / "transition"

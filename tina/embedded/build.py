@@ -44,10 +44,11 @@ import math
 import random
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tina import toy
-from tina.embedded import TINY_DIR
+from tina.embedded import TINY_DIR, TRANSITION_DIR
 
 EOS = "<|endoftext|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -91,6 +92,32 @@ SFT = dict(
     p_guessed=0.40,
 )
 
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What differs between the embedded models: the task, the model's shape, the warm start."""
+
+    name: str
+    out: Path
+    task: str  # a tina.toy task
+    model: dict = field(default_factory=lambda: dict(MODEL))
+    sft: dict = field(default_factory=lambda: dict(SFT))
+    eval_tokens: int = 32  # base_scores' completion budget: the setting's max_completion_length
+
+
+# The transition setting (experiment=toy_transition): sums of 2-5 addends. The base guesses more
+# the more addends there are (p_guessed by count), as a distilled model reasons less where it
+# would have to reason longest; GRPO's accuracy reward then spreads working to the 5-addend
+# problems, whose worked answers do not fit the length budget. 3 layers: two could not learn
+# to read the i-th addend's digit reliably. 1200 x 32 sequences of ~130 tokens: ~4 min of one core.
+TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.2, 3: 0.35, 4: 0.8})
+SETTINGS = {
+    "tiny": Setting("tiny", TINY_DIR, "add"),
+    "transition": Setting("transition", TRANSITION_DIR, "sum", model=dict(MODEL, num_hidden_layers=3),
+                          sft=TRANSITION_SFT, eval_tokens=64),  # conf/model/tiny_transition.yaml's budget
+}
+
 FILES = (
     "config.json", "generation_config.json", "model.safetensors",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -104,11 +131,18 @@ def conversation(problem: str, completion: str | None = None) -> list[dict]:
     return messages
 
 
-def _sample_traces(problems: list[dict], rng: random.Random) -> list[str]:
+def _sample_traces(problems: list[dict], rng: random.Random, setting: Setting) -> list[str]:
+    sft = setting.sft
+    if setting.task == "sum":  # the chance to guess depends on the number of addends
+        return [
+            toy.sum_trace(p["problem"], malformed=rng.random() < sft["p_malformed"],
+                          guessed=rng.random() < sft["p_guessed"][len(toy.parse_terms(p["problem"]))], rng=rng)
+            for p in problems
+        ]
     return [
         toy.trace(
             p["problem"], p["solution"],
-            malformed=rng.random() < SFT["p_malformed"], guessed=rng.random() < SFT["p_guessed"], rng=rng,
+            malformed=rng.random() < sft["p_malformed"], guessed=rng.random() < sft["p_guessed"], rng=rng,
         )
         for p in problems
     ]
@@ -119,7 +153,7 @@ def _render(problem: str, completion: str) -> str:
     return f"<|system|>{toy.SYSTEM_PROMPT}<|user|>{problem}<|assistant|>{completion}{EOS}"
 
 
-def build_tokenizer(seed: int):
+def build_tokenizer(seed: int, setting: Setting = SETTINGS["tiny"]):
     """A raw `tokenizers.Tokenizer` with Qwen2's pre-tokenization, trained on toy conversations."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
@@ -134,8 +168,8 @@ def build_tokenizer(seed: int):
     ])
     tok.decoder = decoders.ByteLevel()
     rng = random.Random(f"tina.embedded.tokenizer/{seed}")
-    problems = toy.rows("train", 2000, seed)
-    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng))]
+    problems = toy.rows("train", 2000, seed, setting.task)
+    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng, setting))]
     # Tags and role markers are whole tokens that split the text before BPE sees it: train on the
     # pieces between them, so their own text never enters the merges.
     markers = re.compile("|".join(re.escape(m) for m in [EOS, *ROLE_TOKENS, *TAGS]))
@@ -152,35 +186,36 @@ def build_tokenizer(seed: int):
     return tok
 
 
-def hf_tokenizer(raw):
+def hf_tokenizer(raw, setting: Setting = SETTINGS["tiny"]):
     from transformers import PreTrainedTokenizerFast
 
     hf = PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token=EOS, pad_token=EOS, unk_token=EOS, model_max_length=MODEL["max_position_embeddings"]
+        tokenizer_object=raw, eos_token=EOS, pad_token=EOS, unk_token=EOS, model_max_length=setting.model["max_position_embeddings"]
     )
     hf.chat_template = CHAT_TEMPLATE
     return hf
 
 
-def build_model(vocab_size: int, eos_id: int, seed: int):
+def build_model(vocab_size: int, eos_id: int, seed: int, setting: Setting = SETTINGS["tiny"]):
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=vocab_size, bos_token_id=None, eos_token_id=eos_id, pad_token_id=eos_id, **MODEL)
+    config = Qwen2Config(vocab_size=vocab_size, bos_token_id=None, eos_token_id=eos_id, pad_token_id=eos_id, **setting.model)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=None, eos_token_id=eos_id, pad_token_id=eos_id)
     return model
 
 
-def warm_start(model, hf, seed: int, log=print) -> None:
+def warm_start(model, hf, seed: int, log=print, setting: Setting = SETTINGS["tiny"]) -> None:
     """Supervised training on sampled toy traces; loss on the completion (and its EOS) only."""
     import torch
 
-    steps, batch_size = SFT["steps"], SFT["batch_size"]
+    sft = setting.sft
+    steps, batch_size = sft["steps"], sft["batch_size"]
     rng = random.Random(f"tina.embedded.sft/{seed}")
-    problems = toy.rows("train", steps * batch_size, seed)
-    completions = _sample_traces(problems, rng)
+    problems = toy.rows("train", steps * batch_size, seed, setting.task)
+    completions = _sample_traces(problems, rng, setting)
     raw = hf.backend_tokenizer
     prompt_ids: dict[str, list[int]] = {}
     for p in problems:
@@ -200,12 +235,12 @@ def warm_start(model, hf, seed: int, log=print) -> None:
         mask[i, : len(s)] = 1
         labels[i, len(s) - len(c) : len(s)] = torch.tensor(c)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=SFT["lr"], betas=(0.9, SFT["beta2"]), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=sft["lr"], betas=(0.9, sft["beta2"]), weight_decay=0.0)
 
     def lr_at(step: int) -> float:
-        if step < SFT["warmup"]:
-            return (step + 1) / SFT["warmup"]
-        progress = (step - SFT["warmup"]) / max(1, steps - SFT["warmup"])
+        if step < sft["warmup"]:
+            return (step + 1) / sft["warmup"]
+        progress = (step - sft["warmup"]) / max(1, steps - sft["warmup"])
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -223,21 +258,22 @@ def warm_start(model, hf, seed: int, log=print) -> None:
     model.eval()
 
 
-def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
-    """Build tokenizer, model and warm start into `out` (its previous build files are replaced)."""
+def build(out: Path | None = None, seed: int = 0, log=print, setting: Setting = SETTINGS["tiny"]) -> Path:
+    """Build tokenizer, model and warm start into `out` (default: the setting's folder; its previous
+    build files are replaced)."""
     import torch
 
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)  # float sums in a fixed order: byte-identical rebuilds
     torch.use_deterministic_algorithms(True)
     try:
-        out = Path(out)
+        out = Path(out or setting.out)
         started = time.time()
-        raw = build_tokenizer(seed)
-        hf = hf_tokenizer(raw)
-        model = build_model(len(hf), hf.eos_token_id, seed)
+        raw = build_tokenizer(seed, setting)
+        hf = hf_tokenizer(raw, setting)
+        model = build_model(len(hf), hf.eos_token_id, seed, setting)
         log(f"tokenizer: {len(hf)} tokens; model: {model.num_parameters()} parameters")
-        warm_start(model, hf, seed, log=log)
+        warm_start(model, hf, seed, log=log, setting=setting)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -256,8 +292,10 @@ def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
     return out
 
 
-def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed: int = 0) -> list[dict]:
-    """Held-out format/accuracy of the built model, sampled as GRPO samples (temperature 0.7, 32 tokens)."""
+def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed: int = 0,
+                setting: Setting = SETTINGS["tiny"]) -> list[dict]:
+    """Held-out format/accuracy of the built model, sampled as GRPO samples (temperature 0.7, the
+    setting's completion budget)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tina.heldout import score
@@ -265,21 +303,26 @@ def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed:
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path)
-    test = toy.rows("test", eval_size, problem_seed)
+    test = toy.rows("test", eval_size, problem_seed, setting.task)
     prompts = [conversation(r["problem"]) for r in test]
-    return [score(model, tokenizer, prompts, [r["solution"] for r in test], seed=s) for s in seeds]
+    return [score(model, tokenizer, prompts, [r["solution"] for r in test], seed=s, max_new_tokens=setting.eval_tokens)
+            for s in seeds]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tina.embedded.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=TINY_DIR, help=f"output folder (default: {TINY_DIR})")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="tiny",
+                        help="tiny: the default model (add task); transition: experiment=toy_transition's (sum task)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the setting's, "
+                        f"{TINY_DIR} or {TRANSITION_DIR})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")
     args = parser.parse_args(argv)
-    out = build(args.out, args.seed)
+    setting = SETTINGS[args.setting]
+    out = build(args.out, args.seed, setting=setting)
     if not args.no_eval:
         started = time.time()
-        for s, r in zip((0, 1, 2), base_scores(out)):
+        for s, r in zip((0, 1, 2), base_scores(out, setting=setting)):
             print(f"held-out base (200 test problems, sampling seed {s}): "
                   f"format {r['format']:.3f}  accuracy {r['accuracy']:.3f}")
         print(f"evaluated in {time.time() - started:.1f} s")

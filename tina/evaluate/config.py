@@ -24,6 +24,7 @@ from tina import run_dir as rd
 from tina.errors import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Range, check_bounds, require
 from tina.schema import check_override_keys as _check_keys
 from tina.schema import validate as validate_schema
+from tina.toy import TASKS
 
 
 _require = require
@@ -102,6 +103,7 @@ class EvalConfig:
     data_path: dict[str, Optional[str]] = field(default_factory=lambda: {name: None for name in bm.BENCHMARKS})
     toy_size: int = 200  # the toy held-out split: size and problem seed (as dataset=toy's eval_size, seed)
     toy_seed: int = 0
+    toy_task: str = "add"  # as dataset.task (tina/toy.py TASKS)
     batch_size: int = 64  # transformers and accelerate: prompts x samples per generate call
     threads: Optional[int] = 1  # transformers: torch threads while generating (null: torch's default; cpu.yaml: why 1)
     # accelerate, vllm: the python of lighteval 0.13's own environment (it cannot share tina's):
@@ -138,6 +140,7 @@ class EvalConfig:
                      f"unknown benchmark; allowed: {sorted(bm.BENCHMARKS)}")
         _require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "eval.seeds",
                  f"must list at least one seed, none twice, got {self.seeds}")
+        _require(self.toy_task in TASKS, "eval.toy_task", f"unknown toy task {self.toy_task!r}; allowed: {list(TASKS)}")
         self.vllm.check()
         self.accelerate.check()
         if self.backend.lighteval:

@@ -47,14 +47,16 @@ def _source(bench: bm.Benchmark, e: EvalConfig) -> str:
     if path is not None:
         return f"file:{Path(path).resolve()}"
     if bench.hub_id is None:
-        return f"tina.toy:{bench.split}:size={e.toy_size}:seed={e.toy_seed}"
+        task = "" if e.toy_task == "add" else f":task={e.toy_task}"  # "add" as before: its results stay valid
+        return f"tina.toy:{bench.split}:size={e.toy_size}:seed={e.toy_seed}{task}"
     return f"hub:{bench.hub_id}:{bench.config or 'default'}:{bench.split}"
 
 
 def _examples(bench: bm.Benchmark, e: EvalConfig) -> list[dict]:
 
     key = f"eval.data_path.{bench.name}"
-    rows = bm.load_rows(bench, path=e.data_path.get(bench.name), toy_size=e.toy_size, toy_seed=e.toy_seed)
+    rows = bm.load_rows(bench, path=e.data_path.get(bench.name), toy_size=e.toy_size, toy_seed=e.toy_seed,
+                      toy_task=e.toy_task)
     rows = rows[: e.limit] if e.limit else rows
     if not rows:
         raise ConfigError(f"{key}: no rows to evaluate in {_source(bench, e)}")

@@ -197,7 +197,7 @@ def score(bench: Benchmark, completions: list[str], golds: list[str]) -> tuple[l
     return [0.0 if r is None else float(r) for r in raw], sum(r is None for r in raw)
 
 
-def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 200, toy_seed: int = 0,
+def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 200, toy_seed: int = 0, toy_task: str = "add",
               override_key: Optional[str] = None) -> list[dict[str, Any]]:
     """The benchmark's rows: the toy split, a local JSONL/Parquet file or folder, or the hub.
 
@@ -210,7 +210,7 @@ def load_rows(bench: Benchmark, *, path: Optional[str] = None, toy_size: int = 2
     key = override_key or f"eval.data_path.{bench.name}"
     if path is None and bench.hub_id is None:
 
-        return rows(bench.split, toy_size, toy_seed)
+        return rows(bench.split, toy_size, toy_seed, toy_task)
     import datasets
 
     if path is not None:
