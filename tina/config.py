@@ -491,3 +491,37 @@ def schema_defaults() -> dict:
     node = OmegaConf.structured(TinaConfig)
     node.train.output_dir = ""  # its resolver needs Hydra; never compared on resume
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+# Each checked job's validate() result, by its config resolved with the run directory left out, kept
+# until the job starts: validation's one home per job (tina.train's precheck and main, tina.plan.job_config).
+_VALIDATED: dict[str, TinaConfig] = {}
+
+
+def validate_job(cfg, checking: bool = False) -> TinaConfig:
+    """validate(cfg) once per job. A check before the job starts (checking=True: tina.train's precheck
+    of a single run, the launchers' check of each job of a sweep) keeps its result in this process;
+    the job, when Hydra starts it, takes that result instead of validating again, with its own
+    train.output_dir: the one value a check cannot know (Hydra makes the directory) and no check
+    reads. A job whose config differs in anything else from every checked one is validated afresh."""
+    import copy
+    import json
+
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        job = copy.deepcopy(cfg)
+        with open_dict(job):
+            job.pop("hydra", None)
+            job.train.output_dir = ""
+        key = json.dumps(OmegaConf.to_container(job, resolve=True, enum_to_str=True), sort_keys=True, default=str)
+    except OmegaConfBaseException:
+        return validate(cfg)  # unresolvable: validate() names the key, in its own words
+    tc = None if checking else _VALIDATED.pop(key, None)
+    if tc is None:
+        tc = validate(cfg)
+        if checking:
+            _VALIDATED[key] = copy.deepcopy(tc)
+    tc.train.output_dir = str(cfg.train.output_dir)
+    return tc
