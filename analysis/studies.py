@@ -295,13 +295,19 @@ def stop_vs_final(run: Path, transition, label: str) -> dict:
     mats = [cmp.align([ck[stop][b]], [ck[final][b]], f"{label} {b}") for b in benches]
     r = vd.paired([m[0] for m in mats], [m[1] for m in mats])
     delta, ci = 100 * float(r["delta"]), (100 * float(r["low"]), 100 * float(r["high"]))
-    verdict = vd.verdict(delta, float(r["p"]))
-    row.update({"stop ckpt": stop, "stop − final pp [95% CI]": _ci(delta, ci), "verdict": verdict})
-    return {"row": row, "verdict": verdict, "has_transition": True, "why": None}
+    row.update({"stop ckpt": stop, "stop − final pp [95% CI]": _ci(delta, ci)})
+    return {"row": row, "verdict": vd.verdict(delta, float(r["p"])), "delta": delta, "p": float(r["p"]),
+            "has_transition": True, "why": None}
 
 
 def _runs_stop(g: pd.DataFrame, label_of) -> list[dict]:
-    return [stop_vs_final(Path(r), t, label_of(r)) for r, t in zip(g["run"], g["transition_step"])]
+    """stop_vs_final of each run; the runs' tests are one family (Holm-Sidak, as analysis.compare's arms)."""
+    res = [stop_vs_final(Path(r), t, label_of(r)) for r, t in zip(g["run"], g["transition_step"])]
+    tested = [x for x in res if "p" in x]
+    for x, padj in zip(tested, vd.adjust([x["p"] for x in tested])):
+        x["verdict"] = vd.verdict(x["delta"], float(padj))
+        x["row"].update({"p (adj.)": f"{x['p']:.3f} ({float(padj):.3f})", "verdict": x["verdict"]})
+    return res
 
 
 def _stop_words(res: list[dict]) -> tuple[str, Counter]:
