@@ -109,7 +109,8 @@ def against_baseline(comparisons: list[dict], axis: str, baseline: str, supports
         inside = band is not None and _in(c["arm"].split("=", 1)[1], band)
         kind = "band" if inside else "support" if c["verdict"] == supports else \
             "contradict" if c["verdict"] == against else "neutral"
-        groups[kind].append(c["arm"].split("=", 1)[1])
+        value = c["arm"].split("=", 1)[1]
+        groups[kind].append(f"{value} ({_phrase(c['verdict'])} it)" if inside else value)
         rows.append({axis: c["arm"].split("=", 1)[1], "accuracy % [95% CI]": _ci(c["arm_accuracy"], c["arm_ci"], False),
                      f"Δ pp vs {baseline} [95% CI]": _ci(c["delta"], c["ci"]), "p (adj.)": f"{c['p_adjusted']:.3f}",
                      "verdict": c["verdict"], "problems × samples × seeds":
@@ -119,15 +120,20 @@ def against_baseline(comparisons: list[dict], axis: str, baseline: str, supports
     base_acc = _ci(comparisons[0]["baseline_accuracy"], comparisons[0]["baseline_ci"], False)
     rows.insert(0, {axis: f"{baseline} (baseline)", "accuracy % [95% CI]": base_acc})
     parts = []
-    for kind, word in (("contradict", against), ("support", supports), ("neutral", "indistinguishable from"),
-                       ("band", "(inside the claim's range)")):
+    for kind in ("contradict", "support", "neutral"):
         if groups[kind]:
-            verb = word if kind in ("neutral", "band") else f"{word} than"
-            parts.append(f"{axis}={_words(groups[kind])} {verb}" + ("" if kind == "band" else f" {axis}={baseline}"))
+            verdict = {"contradict": against, "support": supports, "neutral": "indistinguishable"}[kind]
+            parts.append(f"{axis}={_words(groups[kind])} {_phrase(verdict)} {axis}={baseline}")
+    if groups["band"]:
+        parts.append(f"{axis}={_words(groups['band'])} inside the claim's range")
     result = (f"on {_measure_words(comparisons[0])}, {axis}={baseline} at {base_acc}%, and " + "; ".join(parts)
               + " (95% intervals)")
     out = outcome(len(groups["support"]), len(groups["contradict"]), len(groups["neutral"]))
     return Finding(out, result, _table(rows))
+
+
+def _phrase(verdict: str) -> str:
+    return {"better": "better than", "worse": "worse than"}.get(verdict, "indistinguishable from")
 
 
 def _in(text: str, values) -> bool:

@@ -115,7 +115,7 @@ def test_rank_sentence_follows_the_verdicts(tmp_path, shift, expected):
     assert f.outcome == expected, text
     assert text.startswith("The paper claims that LoRA ranks 16-32 do best") and text.endswith(
         studies.AGREEMENT[expected] + ".")
-    assert "rank=32 at" in text and "rank=16 (inside the claim's range)" in text
+    assert "rank=32 at" in text and "rank=16 (indistinguishable from it) inside the claim's range" in text
     assert list(f.table["rank"])[0] == "32 (baseline)" and "training FLOPs" in f.table
 
 
