@@ -36,7 +36,7 @@ from tina.evaluate.results import read_results
 
 AGREE, PARTLY, DISAGREE, INCONCLUSIVE = "agree", "partly agree", "disagree", "inconclusive"
 AGREEMENT = {AGREE: "they agree", PARTLY: "they agree in part", DISAGREE: "they disagree",
-             INCONCLUSIVE: "so whether they agree cannot be told from these runs"}
+             INCONCLUSIVE: "whether they agree cannot be told from these runs"}
 STUDY_KEY = "study"  # the override that marks a study: +study=NAME
 STUDY_DIR = Path(__file__).resolve().parents[1] / "study"  # study/NAME.yaml, on conf/train.yaml's searchpath
 
@@ -277,7 +277,7 @@ def _by_checkpoint(run: Path) -> dict:
     return dict(sorted(out.items()))
 
 
-def stop_vs_final(run: Path, transition, label: str) -> dict:
+def stop_vs_final(run: Path, transition, label: str, reason=None) -> dict:
     """One run: its transition, best checkpoint, and the checkpoint at or before the transition against
     the final one (paired by problem): {"row": table row, "verdict": ... or None, "why": ...}."""
     ck = _by_checkpoint(run)
@@ -291,7 +291,8 @@ def stop_vs_final(run: Path, transition, label: str) -> dict:
     final = max(ck)
     row.update({"best ckpt": best, "best %": f"{100 * acc[best]:.1f}", "final ckpt": final, "final %": f"{100 * acc[final]:.1f}"})
     if isnan(transition):
-        return {"row": row, "verdict": None, "has_transition": False, "why": "no transition detected"}
+        why = reason if isinstance(reason, str) and reason else "no transition detected"  # the detector's own words
+        return {"row": row, "verdict": None, "has_transition": False, "why": why}
     before = [s for s in ck if s <= transition]
     row["best at/before transition"] = "yes" if best <= transition else "no"
     if not before or before[-1] == final:
@@ -308,7 +309,8 @@ def stop_vs_final(run: Path, transition, label: str) -> dict:
 
 def _runs_stop(g: pd.DataFrame, label_of) -> list[dict]:
     """stop_vs_final of each run; the runs' tests are one family (Holm-Sidak, as analysis.compare's arms)."""
-    res = [stop_vs_final(Path(r), t, label_of(r)) for r, t in zip(g["run"], g["transition_step"])]
+    reasons = g["transition_reason"] if "transition_reason" in g else [None] * len(g)
+    res = [stop_vs_final(Path(r), t, label_of(r), why) for r, t, why in zip(g["run"], g["transition_step"], reasons)]
     tested = [x for x in res if "p" in x]
     for x, padj in zip(tested, vd.adjust([x["p"] for x in tested])):
         x["verdict"] = vd.verdict(x["delta"], float(padj))
@@ -324,12 +326,13 @@ def _stop_words(res: list[dict]) -> tuple[str, Counter]:
 
 
 def judge_early_stop(sweep: str, g: pd.DataFrame, runs: list) -> Finding:
-    res = _runs_stop(g, lambda r: Path(r).name)
+    res = _runs_stop(g, lambda r: "#" + Path(r).name.split("_")[0])  # the job number, as the report's run tables
     table = _table([x["row"] for x in res])
     with_t = [x for x in res if x["has_transition"]]
     if not with_t:
-        return Finding(INCONCLUSIVE, f"no transition detected in any of {len(res)} runs, so no checkpoint can be "
-                       f"placed against it", table, [f"{x['row']['run']}: {x['why']}" for x in res])
+        runs_ = "its one run" if len(res) == 1 else f"any of its {len(res)} runs"
+        return Finding(INCONCLUSIVE, f"no transition detected in {runs_}, so no checkpoint can be placed against it",
+                       table, [f"{x['row']['run']}: {x['why']}" for x in res])
     at = sum(x["row"].get("best at/before transition") == "yes" for x in with_t)
     words, v = _stop_words(res)
     result = (f"a transition in {len(with_t)} of {len(res)} runs, the best checkpoint at or before it in {at} of them, "

@@ -170,7 +170,7 @@ def test_early_stop_sentence(tmp_path, transition, late, expected):
     assert f.outcome == expected, text
     assert text.startswith("The paper claims that the best checkpoint sits at or just before the format transition")
     if np.isnan(transition):
-        assert "no transition detected in any of 2 runs" in text
+        assert "no transition detected in any of its 2 runs" in text
     else:
         assert "a transition in 2 of 2 runs" in text and set(f.table["stop ckpt"]) == {20}
 
