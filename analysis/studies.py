@@ -17,7 +17,6 @@ A sweep is marked as a study by its `+study=NAME` override, recorded in each run
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
