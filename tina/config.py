@@ -481,7 +481,7 @@ def check_override_keys(overrides: list[str]) -> None:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in REMOVED:
             raise ConfigError(f"{key}: {REMOVED[key]}")
-    groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps"]
+    groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps", "study"]
     _check_keys(overrides, TinaConfig, groups)
 
 

@@ -497,10 +497,10 @@ def precheck(args: list[str]) -> TinaConfig | None:
 
 
 def _check_group_choice(override) -> None:
-    """`dataset=gsm8k`, `+sweeps=lora_rnak`: one line listing the options, also under -m, where Hydra
+    """`dataset=gsm8k`, `+sweeps=lora_rnak`, `+study=rnak`: one line listing the options, also under -m, where Hydra
     would print its search path over a dozen lines."""
     key = override.get_key_element().lstrip("+~")
-    folder = PACKAGE_DIR.parent / ("sweeps" if key == "sweeps" else f"conf/{key}")
+    folder = PACKAGE_DIR.parent / (key if key in ("sweeps", "study") else f"conf/{key}")
     if key.startswith("hydra") or "." in key or not folder.is_dir() or override.is_delete():
         return
     try:

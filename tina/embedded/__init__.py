@@ -8,3 +8,5 @@ safetensors weights, tokenizer with chat template). It loads with `AutoModelForC
 from pathlib import Path
 
 TINY_DIR = Path(__file__).parent / "tiny"
+# The toy analog of a non-distilled base (`python -m tina.embedded.build --direct`): conf/model/tiny_direct.yaml.
+TINY_DIRECT_DIR = Path(__file__).parent / "tiny_direct"

@@ -1,4 +1,4 @@
-"""Build the embedded tiny model: `python -m tina.embedded.build [--out DIR] [--seed 0]`.
+"""Build the embedded tiny model: `python -m tina.embedded.build [--out DIR] [--seed 0] [--direct]`.
 
 Why a built model rather than a downloaded one: no package ships a small causal LM with weights,
 and the default run must work offline. Why a warm start: GRPO from random weights gets all-zero
@@ -28,6 +28,12 @@ steps amplify the rounding differences into different weights; so the build pins
 (ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2), which every x86-64 CPU of the last decade runs. Checked
 on an AMD EPYC (AVX2): the pinned build equals the unpinned one there; Intel AVX-512 hosts take
 the AVX2 paths too (not checked here). Other architectures (Arm) will differ.
+
+`--direct` builds the toy analog of a NON-distilled base into tina/embedded/tiny_direct: the same
+steps, seeds and trace mix (as often malformed, as often guessed), but every trace answers directly,
+its think block holding no working (`tina.toy.trace(direct=True)`). It knows the format as often as
+the distilled one and has never seen a sum worked out: the base_model study asks whether RL that
+rewards format and answer helps such a base as it helps the distilled one.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import time
 from pathlib import Path
 
 from tina import toy
-from tina.embedded import TINY_DIR
+from tina.embedded import TINY_DIR, TINY_DIRECT_DIR
 
 EOS = "<|endoftext|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -104,11 +110,12 @@ def conversation(problem: str, completion: str | None = None) -> list[dict]:
     return messages
 
 
-def _sample_traces(problems: list[dict], rng: random.Random) -> list[str]:
+def _sample_traces(problems: list[dict], rng: random.Random, direct: bool = False) -> list[str]:
     return [
         toy.trace(
             p["problem"], p["solution"],
             malformed=rng.random() < SFT["p_malformed"], guessed=rng.random() < SFT["p_guessed"], rng=rng,
+            direct=direct,
         )
         for p in problems
     ]
@@ -119,7 +126,7 @@ def _render(problem: str, completion: str) -> str:
     return f"<|system|>{toy.SYSTEM_PROMPT}<|user|>{problem}<|assistant|>{completion}{EOS}"
 
 
-def build_tokenizer(seed: int):
+def build_tokenizer(seed: int, direct: bool = False):
     """A raw `tokenizers.Tokenizer` with Qwen2's pre-tokenization, trained on toy conversations."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
@@ -135,7 +142,7 @@ def build_tokenizer(seed: int):
     tok.decoder = decoders.ByteLevel()
     rng = random.Random(f"tina.embedded.tokenizer/{seed}")
     problems = toy.rows("train", 2000, seed)
-    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng))]
+    corpus = [_render(p["problem"], c) for p, c in zip(problems, _sample_traces(problems, rng, direct))]
     # Tags and role markers are whole tokens that split the text before BPE sees it: train on the
     # pieces between them, so their own text never enters the merges.
     markers = re.compile("|".join(re.escape(m) for m in [EOS, *ROLE_TOKENS, *TAGS]))
@@ -173,14 +180,14 @@ def build_model(vocab_size: int, eos_id: int, seed: int):
     return model
 
 
-def warm_start(model, hf, seed: int, log=print) -> None:
+def warm_start(model, hf, seed: int, log=print, direct: bool = False) -> None:
     """Supervised training on sampled toy traces; loss on the completion (and its EOS) only."""
     import torch
 
     steps, batch_size = SFT["steps"], SFT["batch_size"]
     rng = random.Random(f"tina.embedded.sft/{seed}")
     problems = toy.rows("train", steps * batch_size, seed)
-    completions = _sample_traces(problems, rng)
+    completions = _sample_traces(problems, rng, direct)
     raw = hf.backend_tokenizer
     prompt_ids: dict[str, list[int]] = {}
     for p in problems:
@@ -223,8 +230,9 @@ def warm_start(model, hf, seed: int, log=print) -> None:
     model.eval()
 
 
-def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
-    """Build tokenizer, model and warm start into `out` (its previous build files are replaced)."""
+def build(out: Path = TINY_DIR, seed: int = 0, log=print, direct: bool = False) -> Path:
+    """Build tokenizer, model and warm start into `out` (its previous build files are replaced);
+    `direct`: from traces without working (module docstring)."""
     import torch
 
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -233,11 +241,11 @@ def build(out: Path = TINY_DIR, seed: int = 0, log=print) -> Path:
     try:
         out = Path(out)
         started = time.time()
-        raw = build_tokenizer(seed)
+        raw = build_tokenizer(seed, direct)
         hf = hf_tokenizer(raw)
         model = build_model(len(hf), hf.eos_token_id, seed)
         log(f"tokenizer: {len(hf)} tokens; model: {model.num_parameters()} parameters")
-        warm_start(model, hf, seed, log=log)
+        warm_start(model, hf, seed, log=log, direct=direct)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -272,11 +280,14 @@ def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tina.embedded.build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=TINY_DIR, help=f"output folder (default: {TINY_DIR})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default: {TINY_DIR}, with --direct {TINY_DIRECT_DIR})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--direct", action="store_true",
+                        help="traces without working: the toy analog of a non-distilled base")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")
     args = parser.parse_args(argv)
-    out = build(args.out, args.seed)
+    out = build(args.out or (TINY_DIRECT_DIR if args.direct else TINY_DIR), args.seed, direct=args.direct)
     if not args.no_eval:
         started = time.time()
         for s, r in zip((0, 1, 2), base_scores(out)):
