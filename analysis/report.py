@@ -14,6 +14,8 @@ What is in it, and why
 * Cost against accuracy with the (strict) Pareto frontier, on ONE accuracy measure for all runs,
   the best any run has: evaluation pass@1, else held-out accuracy after training, else the last
   training accuracy reward. It is named under the figure, and so is every run left out and why.
+* A sweep run as a study (``+study=NAME``, study/NAME.yaml) gets a section ending in one sentence:
+  the paper's claim, this reproduction's answer and whether they agree (``analysis.studies``).
 * The paper's early-stopping experiment (``analysis.early_stop``) for runs evaluated at several
   checkpoints; ``--paper``: the paper's Tables 2-4 beside the reproduction (``analysis.paper``).
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import early_stop, verdict_report
+from analysis import early_stop, studies, verdict_report
 from analysis import paper as paper_tables
 from analysis import trainer_drift
 from analysis.cells import DASH, clip, duration, isnan, num, pct, sort_key
@@ -290,6 +292,7 @@ def build(paths, out=None, paper=False, prices=None, df=None, max_curve_runs=MAX
         blocks += [Table(training, caption="Training"), Table(evaluation, caption="Evaluation and cost")]
         blocks += trainer_drift.blocks(g["run"], {r: by_run[r] for r in g["run"]})
     blocks += verdict_report.section(df)
+    blocks += studies.section(df)  # sweeps run as +study=NAME: the paper's question answered, in one sentence
     bad = df[df["status"].isin(BAD_STATUS) | df["error"].notna()]
     if len(bad):
         blocks += [Heading(2, "Runs that need attention"),

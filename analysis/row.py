@@ -140,36 +140,6 @@ def _read_config(run: Path, notes: list) -> Mapping:
     return config
 
 
-# summary.json's numbers and the fields of its objects that are numbers: a value that is no finite,
-# non-negative number (Infinity, "1h", 2**70 steps) is dropped with a note, so that it sinks no total.
-_COUNTS = ("steps", "max_steps", "stop_at_step", "num_params", "trainable_params")
-_OBJECTS = {"device": ("num_gpus",), "tokens": ("prompt", "completion"),
-            "heldout_base": ("format", "accuracy", "n"), "heldout_final": ("format", "accuracy", "n")}
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
-
-
-def _sane_summary(summary, notes: list[str]) -> dict:
-    if not isinstance(summary, dict):
-        notes.append(f"{rd.SUMMARY} is a JSON {type(summary).__name__}, not an object: ignored")
-        return {}
-    out = dict(summary)
-    bad = [k for k in _COUNTS if out.get(k) is not None and rd.as_step(out[k]) is None]
-    bad += [k for k in ("wall_seconds",) if out.get(k) is not None and not _finite(out[k])]
-    for key, fields in _OBJECTS.items():
-        if out.get(key) is not None and not isinstance(out[key], dict):
-            bad.append(key)
-        elif out.get(key):
-            wrong = [f for f in fields if out[key].get(f) is not None and not _finite(out[key][f])]
-            notes += [f"{rd.SUMMARY}: {key}.{f} = {out[key][f]!r:.40} is no finite number: ignored" for f in wrong]
-            out[key] = {k: v for k, v in out[key].items() if k not in wrong}
-    kind = {k: "count" if k in _COUNTS else "finite number" if k == "wall_seconds" else "object" for k in bad}
-    notes += [f"{rd.SUMMARY}: {k} = {out[k]!r:.40} is no {kind[k]}: ignored" for k in bad]
-    return {k: v for k, v in out.items() if k not in bad}
-
-
 def _read_run(run: Path) -> dict:
     notes: list[str] = []
     summary, err = _read(run, rd.read_summary)
@@ -177,7 +147,7 @@ def _read_run(run: Path) -> dict:
         notes.append(err)
     elif not (run / rd.SUMMARY).exists():
         notes.append(f"no {rd.SUMMARY}")
-    summary = _sane_summary(summary if summary is not None else {}, notes)
+    summary = rd.checked_summary(summary if summary is not None else {}, notes)
     config = _read_config(run, notes)
     ov, err = _read(run, rd.read_hydra, rd.HYDRA_OVERRIDES)
     if err:

@@ -176,3 +176,18 @@ def test_progress_shows_on_a_terminal(tmp_path):
     screen = b"".join(chunks).decode(errors="replace")
     during = screen.split("held-out before training")[1].split("held-out after training")[0]
     assert "step 1/10" in during and "step 10/10" in during and "reward" in during, screen[-3000:]
+
+
+def test_the_command_line_is_read_as_hydra_reads_it(tmp_path):
+    """The precheck reads the command line with Hydra's own parser, not a list of its flags: `--multi`
+    is Hydra's --multirun (argparse takes a prefix), `--experimental-rerun` takes a file, and a quoted
+    value keeps its `=` and `,` (the old hand-parser refused the first two as a sweep without -m and as
+    no override)."""
+    from tina.train import precheck
+
+    assert precheck(["--multi", "lora.rank=4,8"]) is None  # a sweep: the launchers check each job
+    assert precheck(["--experimental-rerun", str(tmp_path / "config.pickle")]) is None  # Hydra's own mode
+    assert precheck(["--cfg=job", f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=4,8"]) is None  # prints, runs nothing
+    tc = precheck([f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=8"])
+    assert (tc.train.output_dir, tc.lora.rank) == (f"{tmp_path}/a=b,c", 8)
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.helpers import assert_rebuild_identical
 from tina import toy
-from tina.embedded import TINY_DIR
+from tina.embedded import TINY_DIR, TINY_DIRECT_DIR
 from tina.embedded.build import CHAT_TEMPLATE, FILES, TAGS, conversation
 from tina.rewards import get_reward
 
@@ -210,6 +210,44 @@ def test_rebuild_is_byte_identical(tmp_path):
     started = time.time()
     assert_rebuild_identical(tmp_path, TINY_DIR)
     print(f"rebuilt in {time.time() - started:.0f} s")
+
+
+@pytest.mark.slow
+def test_direct_rebuild_is_byte_identical(tmp_path):
+    """The toy non-distilled base (tina/embedded/tiny_direct) likewise, from `--setting direct`."""
+    assert_rebuild_identical(tmp_path, TINY_DIRECT_DIR, "--setting", "direct")
+
+
+# --- the toy non-distilled base ------------------------------------------------------------------
+
+def test_direct_traces_answer_without_working_and_score_as_labelled():
+    fmt, acc = get_reward("format"), get_reward("accuracy")
+    rng = random.Random(0)
+    for r in toy.rows("train", 50, 2):
+        for malformed, guessed in KINDS:
+            c = toy.trace(r["problem"], r["solution"], malformed=malformed, guessed=guessed, rng=rng, direct=True)
+            assert c.startswith(f"<think>\n{toy.DIRECT_WORK}") and "+" not in c and "=" not in c, c  # no working
+            assert fmt([c], solution=[r["solution"]]) == [0.0 if malformed else 1.0], c
+            a, b = toy.parse_problem(r["problem"])
+            assert acc([c], solution=[r["solution"]]) == [1.0 if not guessed or (a % 10 == 0 and b % 10 == 0) else 0.0], c
+
+
+def test_direct_base_knows_the_format_as_often_but_cannot_work_the_sum():
+    """Sampled as GRPO samples: format about as often as the distilled tiny base, accuracy far below it,
+    and its think block never works the sum out."""
+    from tina.heldout import score
+
+    tok = AutoTokenizer.from_pretrained(TINY_DIRECT_DIR)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(TINY_DIRECT_DIR).eval()
+    rows = toy.rows("test", 100, 0)
+    s = score(model, tok, [conversation(r["problem"]) for r in rows], [r["solution"] for r in rows], seed=0)
+    assert 0.3 <= s["format"] <= 0.75 and s["accuracy"] <= 0.15, s
+    batch = tok.apply_chat_template([conversation(r["problem"]) for r in rows[:8]], add_generation_prompt=True,
+                                    return_dict=True, padding=True, return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=32, do_sample=False)
+    texts = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert all(t.startswith(f"<think>\n{toy.DIRECT_WORK}") and "+" not in t for t in texts), texts
 
 
 def test_heldout_samples_with_the_runs_top_k(model, tokenizer):

@@ -55,3 +55,13 @@ def test_tinas_sweeper_survives_hydras_plugin_discovery():
             "Sweeper(max_batch_size=None, params={}, dry_run=True)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_command_line_parser_tina_reads():
+    """tina.train's precheck reads `hydra.main`'s own parser: these destinations, these flags."""
+    parser = hi.get_args_parser()
+    dests = {a.dest for a in parser._actions}
+    assert {"overrides", "multirun", "cfg", "help", "hydra_help", "info", "shell_completion", "config_name",
+            "config_path", "config_dir", "experimental_rerun"} <= dests, dests
+    ns = parser.parse_args(["-m", "--cfg", "job", "-cn", "train", "a=1", "b='x=y'"])
+    assert (ns.multirun, ns.cfg, ns.config_name, ns.overrides) == (True, "job", "train", ["a=1", "b='x=y'"])

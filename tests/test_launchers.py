@@ -5,6 +5,7 @@ Real CLI runs (subprocesses), a real SLURM cluster for slurm_local; nothing is m
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -129,3 +130,48 @@ def test_documented_command_passes_every_check_before_submitting(args, tmp_path,
         GlobalHydra.instance().clear()
     assert "pass every check" in capsys.readouterr().out
     assert not (tmp_path / "sweep").exists()
+
+
+COUNT_DRIVER = """
+import json, runpy, sys
+from tina import hydra_internal
+from tina.config import TinaConfig
+
+loader, counts = hydra_internal.ConfigLoaderImpl, {"job_compositions": 0, "validations": 0}
+load_sweep_config, check = loader.load_sweep_config, TinaConfig.check
+def counted_load(self, *a, **k):
+    counts["job_compositions"] += 1
+    return load_sweep_config(self, *a, **k)
+def counted_check(self):
+    counts["validations"] += 1
+    return check(self)
+loader.load_sweep_config, TinaConfig.check = counted_load, counted_check
+sys.argv = ["tina.train", *sys.argv[1:]]
+try:
+    runpy.run_module("tina.train", run_name="__main__", alter_sys=True)
+finally:
+    print("COUNTS " + json.dumps(counts), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["single run", "sweep of 2, basic launcher"])
+def test_each_job_is_composed_and_validated_once(multirun, tmp_path):
+    """The launcher's check composes and validates each job, and the job starts from that config and
+    that result; a single run's precheck validates it, and the job does not again. Real jobs, counted
+    as Hydra's config loader and the schema's check() are called (they were 3 compositions and 2
+    validations a job in a sweep, 2 validations in a single run)."""
+    args = ["-m", f"hydra.sweep.dir={tmp_path}/sweep", "lora.rank=4,8"] if multirun else [f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.run([sys.executable, "-c", COUNT_DRIVER, *args, "train.max_steps=1", "train.save_steps=1",
+                           "algorithm.max_completion_length=8"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads(proc.stderr.split("COUNTS ")[-1])
+    jobs = 2 if multirun else 1
+    assert counts == {"job_compositions": jobs if multirun else 0, "validations": jobs}, counts
+    runs = sorted((tmp_path / "sweep").glob("[0-9]_*")) if multirun else [tmp_path / "run"]
+    statuses = [json.loads((run / "summary.json").read_text())["status"] for run in runs]
+    assert statuses == ["completed"] * jobs
+    if multirun:  # each job trained its own config, in its own directory
+        import yaml
+
+        configs = [yaml.safe_load((run / "config.yaml").read_text()) for run in runs]
+        assert [(c["lora"]["rank"], c["train"]["output_dir"]) for c in configs] == [(4, str(runs[0])), (8, str(runs[1]))]

@@ -17,6 +17,7 @@ import shlex
 import warnings
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from analysis.report import main as report_main
@@ -165,6 +166,29 @@ def hostile_sweep(sweep: Path) -> dict[str, str | None]:
     for run in sweep.iterdir():
         (run / rd.CONFIG).write_text(CONFIG)
     return expected
+
+
+@pytest.mark.parametrize("field, value, kind", [
+    ("wall_seconds", math.nan, "finite number"), ("wall_seconds", -5, "finite number"),
+    ("wall_seconds", "1h", "finite number"), ("wall_seconds", True, "finite number"),
+    ("steps", math.nan, "count"), ("steps", -1, "count"), ("steps", "20", "count"), ("steps", True, "count"),
+])
+def test_analysis_and_the_cost_model_read_a_hostile_summary_number_the_same_way(field, value, kind, tmp_path):
+    """summary.json's numbers have one reader (tina.run_dir.checked_summary): a report's row and the
+    cost model's evidence drop the same value with the same note (each used to judge them its own way)."""
+    from analysis.row import read_run
+
+    run = make_run(tmp_path / "0_run", summary=done(steps=20), overrides=["lora.rank=8"])
+    (run / rd.CONFIG).write_text(CONFIG)
+    notes: list[str] = []
+    assert [e.seconds_per_step for e in costmodel.evidence_from_runs([run], notes)] == [180.0] and notes == []
+    (run / rd.SUMMARY).write_text(json.dumps({**done(steps=20), field: value}))  # NaN as JSON's NaN
+    note = f"{rd.SUMMARY}: {field} = {value!r:.40} is no {kind}: ignored"
+    row = read_run(str(run))
+    assert note in row["notes"], row["notes"]
+    assert (row["_summary"]["wall_seconds"] if field == "wall_seconds" else row["steps"]) in (None, 0)
+    assert costmodel.evidence_from_runs([run], notes) == []
+    assert len(notes) == 1 and note in notes[0], notes
 
 
 def test_hostile_metrics_corpus_through_every_reader(tmp_path, capsys):

@@ -257,25 +257,33 @@ def test_an_alarm_lost_in_a_finalizer_fires_again():
 
 
 def _accuracy_in_a_thread(texts, gold):
-    """accuracy_reward(texts) called off the main thread: (rewards, seconds)."""
+    """accuracy_reward(texts) called off the main thread, once its worker is up: (rewards, seconds)."""
     out = {}
 
     def run():
+        math_check.judge([("\\boxed{1}", "$1$")])  # starts this thread's worker: not the checks' time
         start = time.monotonic()
         out["r"] = accuracy_reward(texts, solution=[gold] * len(texts))
         out["t"] = time.monotonic() - start
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(timeout=60)
+    assert not thread.is_alive(), "a check off the main thread ran unbounded"
     return out["r"], out["t"]
 
 
-def test_off_the_main_thread(in_process):
-    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound.
-    rewards, seconds = _accuracy_in_a_thread(["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}"], "$1/2$")
-    assert rewards == [1.0, 0.0]
-    assert seconds < 2 * math_check.CHECK_SECONDS + 2
+def test_off_the_main_thread(in_process, fresh_cache):
+    # math-verify's own timeouts raise ValueError off the main thread; ours must not, and must bound,
+    # a long C call included (\\boxed{9^{9^{9^9}}}: > 30 s under a trace-function bound).
+    texts = ["\\boxed{0.5}", "\\boxed{\\sum_{k=1}^{3000} k^{k}}", "\\boxed{9^{9^{9^9}}}"]
+    rewards, seconds = _accuracy_in_a_thread(texts, "$1/2$")
+    assert rewards == [1.0, 0.0, 0.0]
+    assert seconds < 2 * (math_check.CHECK_SECONDS + TOLERANCE) + 1
+    workers = list(math_check._thread_pools.values())
+    assert len(workers) == 1  # the thread's own
+    math_check.judge([("\\boxed{2}", "$2$")])  # the main thread checks in-process ...
+    assert math_check._thread_pools == {}  # ... and reaps the ended thread's worker
 
 
 MATH_REWARDS = ("accuracy", "length", "cosine")

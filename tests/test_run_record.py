@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.helpers import ROOT, done, make_run, metrics, summary, train, train_cmd, tree_digest
 from tina import run_dir as rd
@@ -232,8 +234,10 @@ def test_sigterm_during_the_last_step_leaves_a_completed_run(tmp_path):
     assert status.returncode == 0 and "rerun" not in status.stdout, status.stdout
 
 
-def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
-    """save_steps=1 puts a checkpoint save in almost every moment, so some kills land inside one."""
+def test_kill_9_at_random_moments_then_resume_logs_every_step_once_and_matches_an_uninterrupted_run(tmp_path):
+    """save_steps=1 puts a checkpoint save in almost every moment, so some kills land inside one.
+    A hard crash (no handler runs) costs nothing: the resumed run trains the adapter and logs the
+    rewards an uninterrupted run does."""
     run = tmp_path / "run"
     rng = random.Random(int(os.environ.get("TINA_KILL_SEED", "0")))
     args = ("train.max_steps=10", "train.save_steps=1")
@@ -258,6 +262,15 @@ def test_kill_9_at_random_moments_then_resume_logs_every_step_once(tmp_path):
     assert ends[:killed] == ["died"] * killed and set(ends[killed:]) == {"completed"}, attempts
     assert all(a["wall_seconds"] > 0 for a in attempts)
     assert summary(run)["wall_seconds"] == pytest.approx(sum(a["wall_seconds"] for a in attempts), abs=0.01)
+
+    straight = tmp_path / "straight"
+    train(straight, *args)
+    a, b = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (straight, run))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+    for x, y in zip(metrics(straight), metrics(run), strict=True):
+        assert x["reward"] == pytest.approx(y["reward"], abs=1e-6), x["step"]
 
 
 @pytest.fixture

@@ -485,7 +485,7 @@ def check_override_keys(overrides: list[str]) -> None:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in REMOVED:
             raise ConfigError(f"{key}: {REMOVED[key]}")
-    groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps"]
+    groups = [p.name for p in (PACKAGE_DIR.parent / "conf").iterdir() if p.is_dir()] + ["sweeps", "study"]
     _check_keys(overrides, TinaConfig, groups)
 
 
@@ -495,3 +495,37 @@ def schema_defaults() -> dict:
     node = OmegaConf.structured(TinaConfig)
     node.train.output_dir = ""  # its resolver needs Hydra; never compared on resume
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+# Each checked job's validate() result, by its config resolved with the run directory left out, kept
+# until the job starts: validation's one home per job (tina.train's precheck and main, tina.plan.job_config).
+_VALIDATED: dict[str, TinaConfig] = {}
+
+
+def validate_job(cfg, checking: bool = False) -> TinaConfig:
+    """validate(cfg) once per job. A check before the job starts (checking=True: tina.train's precheck
+    of a single run, the launchers' check of each job of a sweep) keeps its result in this process;
+    the job, when Hydra starts it, takes that result instead of validating again, with its own
+    train.output_dir: the one value a check cannot know (Hydra makes the directory) and no check
+    reads. A job whose config differs in anything else from every checked one is validated afresh."""
+    import copy
+    import json
+
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        job = copy.deepcopy(cfg)
+        with open_dict(job):
+            job.pop("hydra", None)
+            job.train.output_dir = ""
+        key = json.dumps(OmegaConf.to_container(job, resolve=True, enum_to_str=True), sort_keys=True, default=str)
+    except OmegaConfBaseException:
+        return validate(cfg)  # unresolvable: validate() names the key, in its own words
+    tc = None if checking else _VALIDATED.pop(key, None)
+    if tc is None:
+        tc = validate(cfg)
+        if checking:
+            _VALIDATED[key] = copy.deepcopy(tc)
+    tc.train.output_dir = str(cfg.train.output_dir)
+    return tc

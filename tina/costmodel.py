@@ -143,9 +143,15 @@ def evidence_from_runs(paths: Iterable[Path | str], notes: list[str] | None = No
             raise FileNotFoundError(f"--from: no such directory {path}")
         runs = [path] if (path / rd.SUMMARY).exists() else sorted(p.parent for p in path.glob(f"*/{rd.SUMMARY}"))
         for run in runs:
+            why: list[str] = []
             try:
-                s = rd.read_summary(run)
-                if not (status := status_of(s.get("status"))) or not status.finished or not s.get("steps") or not s.get("wall_seconds"):
+                raw = rd.read_summary(run)
+                s = rd.checked_summary(raw, why)  # its numbers read as analysis reads them
+                if not (status := status_of(s.get("status"))) or not status.finished:
+                    continue
+                if any(s.get(k) != raw.get(k) for k in _TIMING):  # a timing damaged: not guessed at
+                    raise ValueError("; ".join(why))
+                if not (s.get("steps") and s.get("wall_seconds")):
                     continue
                 out.append(_evidence(run, s, rd.read_config(run)))
             except (ConfigError, AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:
@@ -154,10 +160,12 @@ def evidence_from_runs(paths: Iterable[Path | str], notes: list[str] | None = No
     return out
 
 
+_TIMING = ("steps", "wall_seconds", "device")  # the summary's fields a seconds-per-step is made of
+
+
 def _evidence(run: Path, s: dict, cfg: dict) -> Evidence:
+    """From a checked summary (tina.run_dir.checked_summary): steps a count, wall_seconds a finite number, both > 0."""
     steps, wall = rd.as_step(s["steps"]), s["wall_seconds"]
-    if not steps or isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 < wall < math.inf:
-        raise ValueError(f"steps {s['steps']!r}, wall_seconds {wall!r}: not a positive count and time")
     dev = s.get("device") or {}
     gpu = CPU if dev.get("type") != "cuda" else gpu_key(dev.get("gpu_type") or dev.get("gpu_name"))
     length = rd.as_step(cfg["algorithm"]["max_completion_length"])

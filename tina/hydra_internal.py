@@ -2,7 +2,9 @@
 
 Hydra has no public way to compose a sweep's master config outside a running app (tina.plan,
 tina.sweep rerun, tina.search), to expand a sweep the way its basic sweeper does, to build the
-callbacks of a launch, or to extend its basic sweeper and launcher (hydra_plugins/tina_launcher).
+callbacks of a launch, to extend its basic sweeper and launcher (hydra_plugins/tina_launcher), or
+to read a command line as `hydra.main` will (its argparse parser: tina.train's precheck and
+tina.evaluate's cli).
 Every such name is imported here and nowhere else; tests/test_hydra_internal.py checks each
 signature used against the locked version, so an upgrade that changes one fails there, loudly,
 rather than in a user's sweep.
@@ -20,6 +22,7 @@ _WHERE = {
     "BasicLauncher": "hydra._internal.core_plugins.basic_launcher",
     "BasicSweeper": "hydra._internal.core_plugins.basic_sweeper",
     "create_config_search_path": "hydra._internal.utils",
+    "get_args_parser": "hydra._internal.utils",
 }
 
 

@@ -8,7 +8,8 @@ seconds to minutes and stalls the whole GPU step. So here:
 - every check (gold parse if that gold is new to the process + answer parse + verify) is cut off
   at CHECK_SECONDS and then scores TIMEOUT (wrong, and counted by the rewards): in a worker process
   it is killed there; in the calling process a signal fires at 80% of it, which a long C call or
-  an overloaded CPU can delay (see set_workers);
+  an overloaded CPU can delay (see set_workers); a caller off the main thread, where no signal
+  reaches, has its checks sent to a worker process of its own;
 - each verdict is cached by (completion tail, gold), the timeout verdict included, so a
   completion costs its bound once per step however many rewards score it;
 - with 4 CPUs or more a group's checks are spread over worker processes (`default_workers()`: one
@@ -112,39 +113,23 @@ def _drop_lost_timeout(hook: Callable, unraisable: Any) -> None:
 def _within(seconds: float, fn: Callable, *args: Any) -> Any:
     """fn(*args), interrupted by _Timeout once `seconds` of wall time have passed.
 
-    In the main thread (where TRL calls rewards, and in a worker) with a real-time signal, which
-    also stops CPython's big-integer power and division loops (they check for signals).
-    Elsewhere only a trace function that checks the clock on every Python call is possible
-    (slower, it pauses a debugger's or coverage's tracer in that thread meanwhile, and it does
-    not stop a long C call: \\boxed{9^{9^{9^9}}} ran > 30 s); use `set_workers` there.
+    Only in the main thread (where TRL calls rewards, and in a worker): signals are delivered
+    there alone. It also stops CPython's big-integer power and division loops (they check for
+    signals). `judge` sends other threads' checks to a worker process (`_thread_pool`).
     """
     global _armed
-    if threading.current_thread() is threading.main_thread():
-        previous, hook = signal.signal(signal.SIGALRM, _on_alarm), sys.unraisablehook
-        sys.unraisablehook = functools.partial(_drop_lost_timeout, hook)
-        _armed = True
-        try:
-            signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
-            return fn(*args)
-        finally:
-            _armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-            sys.unraisablehook = hook
-
-    end = time.monotonic() + seconds
-
-    def on_call(frame, event, arg):
-        if time.monotonic() > end:
-            raise _Timeout  # Python unsets a trace function that raises
-        return None  # no per-line tracing
-
-    previous = sys.gettrace()
-    sys.settrace(on_call)
+    assert threading.current_thread() is threading.main_thread(), "a signal bound needs the main thread"
+    previous, hook = signal.signal(signal.SIGALRM, _on_alarm), sys.unraisablehook
+    sys.unraisablehook = functools.partial(_drop_lost_timeout, hook)
+    _armed = True
     try:
+        signal.setitimer(signal.ITIMER_REAL, seconds, _REFIRE_SECONDS)
         return fn(*args)
     finally:
-        sys.settrace(previous)
+        _armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        sys.unraisablehook = hook
 
 
 # gold -> parsed gold; () for unparseable. Cached because the G completions of a prompt share a gold
@@ -174,6 +159,9 @@ def _judge_within(task: tuple[str, Optional[str]]) -> Verdict:
     if gold is None:
         return Verdict.NO_GOLD
     try:
+        if threading.current_thread() is not threading.main_thread():
+            # Only when no worker process could start (judge): nothing else can bound it here.
+            return _judge(tail, gold)
         return _within(_SOFT_SECONDS, _judge, tail, gold)
     except _Timeout:
         # A gold whose parse was cut off is cached as unparseable: the data's fault, not the model's.
@@ -337,7 +325,8 @@ _log = logging.getLogger(__name__)
 
 
 def set_workers(n: Optional[int]) -> None:
-    """Check in n worker processes (n >= 1), in the calling process (0), or as default_workers() (None).
+    """Check in n worker processes (n >= 1), in the calling process (0; off the main thread, in one
+    worker process per calling thread), or as default_workers() (None).
 
     The pool starts at the next check; in the calling process the bound is a signal at 80% of
     CHECK_SECONDS, which a long C call or an overloaded machine can delay (measured: up to 1.25 s
@@ -349,6 +338,7 @@ def set_workers(n: Optional[int]) -> None:
     if _pool is not None:
         _pool.close()
         _pool = None
+    _close_thread_pools(ended_only=False)
     _workers = n
 
 
@@ -358,6 +348,7 @@ def judge(tasks: list[tuple[str, Optional[str]]]) -> list[tuple[Verdict, float]]
     One caller at a time (TRL calls its reward functions one after another): the pool is not shared.
     """
     global _pool, _workers
+    _close_thread_pools()  # the workers of threads that have ended
     if not tasks:
         return []
     if _workers is None:
@@ -370,8 +361,32 @@ def judge(tasks: list[tuple[str, Optional[str]]]) -> list[tuple[Verdict, float]]
             _workers = 0
     if _pool is not None:
         return _pool.judge(tasks)
+    if threading.current_thread() is not threading.main_thread():
+        return _thread_pool().judge(tasks)
     _warm_up()
     return [_judge_here(task) for task in tasks]
+
+
+# Checks asked off the main thread, one pool of one worker per thread. A signal cannot reach
+# another thread, and every in-thread bound tried lost its grip: a trace function is unset for
+# good by a timeout raised inside a finalizer (SymPy's caches run many), and it cannot stop a
+# long C call (\\boxed{9^{9^{9^9}}} ran > 30 s). A process can always be killed.
+_thread_pools: dict[threading.Thread, _Pool] = {}
+_thread_pools_lock = threading.Lock()
+
+
+def _close_thread_pools(ended_only: bool = True) -> None:
+    with _thread_pools_lock:
+        for thread in [t for t in _thread_pools if not (ended_only and t.is_alive())]:
+            _thread_pools.pop(thread).close()
+
+
+def _thread_pool() -> _Pool:
+    with _thread_pools_lock:
+        me = threading.current_thread()
+        if me not in _thread_pools:
+            _thread_pools[me] = _Pool(1)
+        return _thread_pools[me]
 
 
 _VERDICTS: OrderedDict = OrderedDict()  # (digest of tail, gold) -> Verdict, least recently used first

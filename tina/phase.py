@@ -86,6 +86,7 @@ checked there.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -94,8 +95,6 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import ruptures as rpt
-from ruptures.base import BaseCost
 
 from tina.metrics import metrics_path, normalise_key, read_metrics
 from tina.run_dir import saved_steps  # the run directory's layout has one owner
@@ -120,7 +119,7 @@ DEFAULTS = {
 MIN_POINTS = 8  # fewer usable points than this: the metric counts as unavailable
 
 
-class _PiecewiseLinearCost(BaseCost):
+class _PiecewiseLinearRSS:
     """RSS of a least-squares line on a segment; signal columns are (y, x). O(1) per segment."""
 
     model = "piecewise_linear"
@@ -149,6 +148,16 @@ class _PiecewiseLinearCost(BaseCost):
         n, _, _, sxx, syy, sxy = self.stats(start, end)
         rss = syy - sxy * sxy / sxx if sxx > 1e-12 else syy
         return max(rss, 0.0)
+
+
+@functools.cache
+def _piecewise_linear_cost() -> type:
+    """The cost as ruptures wants it (a BaseCost). ruptures is imported here, not with the module:
+    it loads scipy.stats (~1.2 s of a 1.5 s `import tina.train`), which a process that only
+    submits a job or prints a status never needs."""
+    from ruptures.base import BaseCost
+
+    return type("_PiecewiseLinearCost", (_PiecewiseLinearRSS, BaseCost), {})
 
 
 def _robust_sigma(y: np.ndarray) -> float:
@@ -295,7 +304,9 @@ def _analyse(x, y, kind: str, p: dict) -> dict:
 
     # x in bin units keeps the cumulative sums well conditioned
     xs = (xb - xb[0]) / max(xb[-1] - xb[0], 1e-12) * (nb - 1)
-    cost = _PiecewiseLinearCost()  # Pelt.fit fits it; its stats() then describe the segments
+    import ruptures as rpt
+
+    cost = _piecewise_linear_cost()()  # Pelt.fit fits it; its stats() then describe the segments
     pen = p["pen_scale"] * bin_sigma**2 * math.log(nb)
     bkps = rpt.Pelt(custom_cost=cost, min_size=min_seg, jump=1).fit(
         np.column_stack([yb, xs])).predict(pen=pen)

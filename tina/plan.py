@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tina import costmodel, power
-from tina.config import PACKAGE_DIR, ConfigError, TinaConfig, check_override_keys, validate
+from tina.config import PACKAGE_DIR, ConfigError, TinaConfig, check_override_keys, validate_job
 from tina.overrides import override
 
 CONF_DIR = PACKAGE_DIR.parent / "conf"
@@ -37,13 +37,13 @@ def job_config(cfg: DictConfig) -> TinaConfig | None:
         return None
     hydra_config = HydraConfig.instance()
     saved = hydra_config.cfg
-    hydra_config.set_config(cfg)  # so ${hydra:...} in the job's config resolves as in the job
+    job_cfg = copy.deepcopy(cfg)  # cfg stays as composed (set_config marks a hydra node read-only): the job runs from it
+    hydra_config.set_config(job_cfg)  # so ${hydra:...} in the job's config resolves as in the job
     try:
-        job_cfg = copy.deepcopy(cfg)
         with open_dict(job_cfg):
             del job_cfg["hydra"]  # the task function gets the config without it, too
         job_cfg.train.output_dir = "set-when-the-job-starts"  # Hydra makes the run dir in the job
-        return validate(job_cfg)
+        return validate_job(job_cfg, checking=True)  # kept for the job's start (tina.train.main)
     finally:
         hydra_config.cfg = saved
 

@@ -106,6 +106,40 @@ def read_summary(run_dir: Path | str) -> dict:
     return read_json(Path(run_dir) / SUMMARY)
 
 
+# summary.json's numbers and the fields of its objects that are numbers: what its readers add up and
+# divide by (analysis rows, the cost model's evidence). Counts are as_step's; the rest finite, >= 0.
+_SUMMARY_COUNTS = ("steps", "max_steps", "stop_at_step", "num_params", "trainable_params")
+_SUMMARY_NUMBERS = ("wall_seconds",)
+_SUMMARY_OBJECTS = {"device": ("num_gpus",), "tokens": ("prompt", "completion"),
+                   "heldout_base": ("format", "accuracy", "n"), "heldout_final": ("format", "accuracy", "n")}
+
+
+def _finite(value: Any) -> bool:
+    """A finite number >= 0 (not a bool, a string, NaN or Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+def checked_summary(summary: Any, notes: list[str]) -> dict:
+    """summary.json's fields with its numbers checked, the one reading of them: a value that is no
+    count, no finite number >= 0 or no object (Infinity, NaN, "1h", true, 2**70 steps) is left out,
+    with a note in `notes`, so that it sinks no total and no estimate."""
+    if not isinstance(summary, dict):
+        notes.append(f"{SUMMARY} is a JSON {type(summary).__name__}, not an object: ignored")
+        return {}
+    out = dict(summary)
+    kind = {k: "count" for k in _SUMMARY_COUNTS if out.get(k) is not None and as_step(out[k]) is None}
+    kind |= {k: "finite number" for k in _SUMMARY_NUMBERS if out.get(k) is not None and not _finite(out[k])}
+    for key, fields in _SUMMARY_OBJECTS.items():
+        if out.get(key) is not None and not isinstance(out[key], dict):
+            kind[key] = "object"
+        elif out.get(key):
+            wrong = [f for f in fields if out[key].get(f) is not None and not _finite(out[key][f])]
+            notes += [f"{SUMMARY}: {key}.{f} = {out[key][f]!r:.40} is no finite number: ignored" for f in wrong]
+            out[key] = {k: v for k, v in out[key].items() if k not in wrong}
+    notes += [f"{SUMMARY}: {k} = {out[k]!r:.40} is no {what}: ignored" for k, what in kind.items()]
+    return {k: v for k, v in out.items() if k not in kind}
+
+
 def write_summary(run_dir: Path | str, **fields: Any) -> dict:
     """Merge fields into summary.json atomically."""
     run_dir = Path(run_dir)

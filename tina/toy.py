@@ -94,17 +94,25 @@ def _reasoning(a: int, b: int) -> str:
 MALFORMED = ("no_newline_before_close", "no_newline_after_close", "no_close")
 
 
-def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.Random) -> str:
+DIRECT_WORK = "direct"  # the think block of a direct trace: no working, the same words for every problem
+
+
+def trace(problem: str, answer, *, malformed: bool, guessed: bool, rng: random.Random, direct: bool = False) -> str:
     """A completion for `problem` whose gold is `answer` (int, "68" or "$68$").
 
     Well formed: `<think>\\n{work}\\n</think>\\n<answer>\\n\\boxed{68}\\n</answer>`.
     `guessed`: the work is cut to "guess 2+4=6" (tens only) and the answer is 60: wrong unless both
     units are 0.
     `malformed`: one of MALFORMED, each of which the format reward rejects.
+    `direct`: the answer (right, or the guess) with no working: the think block holds only DIRECT_WORK
+    (the traces of a model never shown reasoning, tina.embedded.build --setting direct).
     """
     a, b = parse_problem(problem)
     gold = int(str(answer).strip().strip("$"))
-    if guessed:
+    if direct:
+        value = (a // 10 + b // 10) * 10 if guessed else gold
+        work = DIRECT_WORK
+    elif guessed:
         # Shortened work: add the tens, drop the units (right only when both units are 0). The same
         # digit sums as in the full work, so guessing teaches no arithmetic that contradicts it.
         value = (a // 10 + b // 10) * 10

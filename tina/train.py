@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tina import machine, process_state
 from tina import run_dir as rd
 from tina import run_record
-from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, schema_defaults, validate
+from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, schema_defaults, validate_job
 from tina.errors import ConfigError
 from tina.phase import best_checkpoint
 from tina.run_status import RunStatus, status_of
@@ -202,7 +202,7 @@ def train(cfg: DictConfig, tc: TinaConfig | None = None) -> dict:
     the trainer, train, record. Any failure is recorded in summary.json and re-raised, so Hydra
     marks that job failed while the rest of a multirun goes on.
     """
-    tc = tc or validate(cfg)  # raises ConfigError naming the key, before any file or model
+    tc = tc or validate_job(cfg)  # raises ConfigError naming the key, before any file or model
     with process_state.restored():
         return _train(cfg, tc)
 
@@ -437,7 +437,7 @@ def main(cfg: DictConfig) -> dict:
     # What was there before this job; Hydra's own empty train.log, made just now, does not count.
     before = {p for p in run_dir.iterdir() if p.name != rd.TRAIN_LOG or p.stat().st_size} if run_dir.is_dir() else set()
     try:
-        tc = validate(cfg)
+        tc = validate_job(cfg)  # the precheck's or the launcher's result, when one checked this job
         print_config(cfg)
         return train(cfg, tc)
     except ConfigError as e:
@@ -447,36 +447,35 @@ def main(cfg: DictConfig) -> dict:
         sys.exit(f"tina: {e}")
 
 
-_HYDRA_INFO_FLAGS = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-                     "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
-
-
-_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
-                "--shell-completion", "-sc", "--info", "-i")
-
-
 def precheck(args: list[str]) -> TinaConfig | None:
     """Compose and validate a single run's config the way Hydra will, before Hydra makes its run
     directory or prints anything: a bad command is one line and leaves no trace. Returns the typed
-    config (None for a multirun or an info flag).
+    config, kept for the job's start (tina.config.validate_job); None for a multirun or an info flag.
 
-    A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
+    The command line is read by Hydra's own parser, so its flags, their values and its overrides are
+    what Hydra will see. A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in _VALUE_FLAGS)]
-    multirun = any(a in ("-m", "--multirun") for a in args)
+    from tina.hydra_internal import get_args_parser
+
+    ns = get_args_parser().parse_args(args)  # a usage error: Hydra's own message and exit status
+    if ns.shell_completion or ns.experimental_rerun is not None:
+        return None  # Hydra's own modes: no job runs from these overrides
+    info = bool(ns.help or ns.hydra_help or ns.cfg or ns.info or ns.config_name or ns.config_path or ns.config_dir)
+    overrides, parsed = ns.overrides, []
     for override in overrides:
         try:
-            (parsed,) = OverridesParser.create().parse_overrides([override])
+            (one,) = OverridesParser.create().parse_overrides([override])
         except Exception as e:
             raise ConfigError(f"{override}: not Hydra override syntax ({composition_error(e)}); "
                               "quote values with special characters, e.g. 'key=\"a,b\"'") from None
-        if parsed.is_sweep_override() and not multirun and not any(a in _HYDRA_INFO_FLAGS for a in args):
+        if one.is_sweep_override() and not ns.multirun and not info:
             raise ConfigError(f"{override}: several values are a sweep: add -m (python -m tina.train -m {override}); "
                               "for one list value write key=[a,b]")
-        _check_group_choice(parsed)
-    check_override_keys(args)
-    if any(a.split("=")[0] in _HYDRA_INFO_FLAGS for a in args) or multirun:
+        _check_group_choice(one)
+        parsed.append(one)
+    check_override_keys(overrides)
+    if info or ns.multirun:
         return None
     from hydra import compose, initialize_config_dir
 
@@ -486,11 +485,10 @@ def precheck(args: list[str]) -> TinaConfig | None:
         except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
             raise ConfigError(composition_error(e)) from None
     # values as Hydra reads them: a quoted path (hydra.run.dir='/a,b') names the directory without its quotes
-    given = {o.key_or_group: str(o.value()) for o in OverridesParser.create().parse_overrides(overrides)
-             if o.value() is not None and not o.is_delete()}
+    given = {o.key_or_group: str(o.value()) for o in parsed if o.value() is not None and not o.is_delete()}
     run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
     cfg.train.output_dir = run_dir or "set-when-the-job-starts"
-    tc = validate(cfg)
+    tc = validate_job(cfg, checking=True)
     if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
         run_dir = Path(run_dir)
         rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), schema_defaults())
@@ -499,10 +497,10 @@ def precheck(args: list[str]) -> TinaConfig | None:
 
 
 def _check_group_choice(override) -> None:
-    """`dataset=gsm8k`, `+sweeps=lora_rnak`: one line listing the options, also under -m, where Hydra
+    """`dataset=gsm8k`, `+sweeps=lora_rnak`, `+study=rnak`: one line listing the options, also under -m, where Hydra
     would print its search path over a dozen lines."""
     key = override.get_key_element().lstrip("+~")
-    folder = PACKAGE_DIR.parent / ("sweeps" if key == "sweeps" else f"conf/{key}")
+    folder = PACKAGE_DIR.parent / (key if key in ("sweeps", "study") else f"conf/{key}")
     if key.startswith("hydra") or "." in key or not folder.is_dir() or override.is_delete():
         return
     try:

@@ -16,6 +16,7 @@ so a preemption would use up a requeue, and with none left, fail the job).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any, Sequence
@@ -61,22 +62,43 @@ def _raise(why: str | None) -> None:
         raise ConfigError(why)
 
 
+class _Composed:
+    """The config loader of a launch in this process: each job's config is the one check() composed
+    and validated (tina.config.validate_job keeps that result for the job), not composed again."""
+
+    def __init__(self, loader, composed: dict) -> None:
+        self.loader, self.composed = loader, composed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        cfg = self.composed.pop(tuple(sweep_overrides), None)
+        return cfg if cfg is not None else self.loader.load_sweep_config(master_config, sweep_overrides)
+
+
 class _Checked:
     """Launcher mixin: check() refuses a sweep that cannot run; launch() runs it unless the sweeper did."""
 
     checked = False  # set by the Sweeper once it has checked every job of the sweep
     jobs: list = []  # (where, typed config) of each checked job, for where_problem()
+    # Jobs run in this process: launch() runs each from its config as check() composed it. Jobs in
+    # other processes (submitit) are composed there from their overrides, which are what travels.
+    in_process = False
+    composed: dict = {}  # overrides -> that job's composed config, from check() to launch()
 
     def check(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0) -> None:
         """Raise ConfigError naming the first job that cannot run, and why."""
         self.check_launcher()
-        estimates, self.jobs = [], []
+        estimates, self.jobs, self.composed = [], [], {}
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             where = f"job #{idx} ({' '.join(overrides)})"
             try:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(f"{where}: {composition_error(e)}") from None
+            if self.in_process:
+                self.composed[tuple(overrides)] = cfg
             try:
                 tc = job_config(cfg)  # validated as the job will see it; None for other Hydra apps' configs
                 if tc is None:
@@ -112,7 +134,14 @@ class _Checked:
             _refuse_on_error(self.check, job_overrides, initial_job_idx)
             _refuse_on_error(_raise, self.where_problem())
         self.prepare()
-        return super().launch(job_overrides, initial_job_idx)
+        if not self.in_process:
+            return super().launch(job_overrides, initial_job_idx)
+        context = self.hydra_context
+        self.hydra_context = dataclasses.replace(context, config_loader=_Composed(context.config_loader, self.composed))
+        try:
+            return super().launch(job_overrides, initial_job_idx)
+        finally:
+            self.hydra_context = context  # each job's config was taken once (a batch at a time: max_batch_size)
 
     def prepare(self) -> None:
         """Settle what check() found before launching."""
@@ -124,6 +153,8 @@ class _Checked:
 
 class BasicLauncher(_Checked, _HydraBasicLauncher):
     """Hydra's basic launcher: the jobs run one after another in this process."""
+
+    in_process = True
 
     def check_job(self, idx: int, cfg: DictConfig, tc: TinaConfig) -> None:
         from tina.train import check_world_size
@@ -260,3 +291,7 @@ class Sweeper(BasicSweeper):
         _refuse_on_error(_raise, where)
         launcher.checked = True
         return super().sweep(arguments)
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Hydra composes each job of a batch here, to refuse it early; sweep() has composed and
+        checked every job already, before this is called."""

@@ -10,3 +10,5 @@ from pathlib import Path
 TINY_DIR = Path(__file__).parent / "tiny"
 # experiment=toy_transition's model: the same build, on the "sum" task (tina/embedded/build.py: SETTINGS).
 TRANSITION_DIR = Path(__file__).parent / "transition"
+# The toy analog of a non-distilled base (`python -m tina.embedded.build --setting direct`): conf/model/tiny_direct.yaml.
+TINY_DIRECT_DIR = Path(__file__).parent / "tiny_direct"

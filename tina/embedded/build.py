@@ -1,4 +1,4 @@
-"""Build the embedded tiny model: `python -m tina.embedded.build [--out DIR] [--seed 0]`.
+"""Build the embedded tiny model: `python -m tina.embedded.build [--setting tiny|direct|transition] [--out DIR] [--seed 0]`.
 
 Why a built model rather than a downloaded one: no package ships a small causal LM with weights,
 and the default run must work offline. Why a warm start: GRPO from random weights gets all-zero
@@ -31,6 +31,12 @@ steps amplify the rounding differences into different weights; so the build pins
 (ATEN_CPU_CAPABILITY=avx2, MKL_CBWR=AVX2), which every x86-64 CPU of the last decade runs. Checked
 on an AMD EPYC (AVX2): the pinned build equals the unpinned one there; Intel AVX-512 hosts take
 the AVX2 paths too (not checked here). Other architectures (Arm) will differ.
+
+`--setting direct` builds the toy analog of a NON-distilled base into tina/embedded/tiny_direct: the same
+steps, seeds and trace mix (as often malformed, as often guessed), but every trace answers directly,
+its think block holding no working (`tina.toy.trace(direct=True)`). It knows the format as often as
+the distilled one and has never seen a sum worked out: the base_model study asks whether RL that
+rewards format and answer helps such a base as it helps the distilled one.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tina import toy
-from tina.embedded import TINY_DIR, TRANSITION_DIR
+from tina.embedded import TINY_DIR, TINY_DIRECT_DIR, TRANSITION_DIR
 
 EOS = "<|endoftext|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -107,6 +113,7 @@ class Setting:
     model: dict = field(default_factory=lambda: dict(MODEL))
     sft: dict = field(default_factory=lambda: dict(SFT))
     eval_tokens: int = 32  # base_scores' completion budget: the setting's max_completion_length
+    direct: bool = False  # traces without working (the toy non-distilled base)
 
 
 # The transition setting (experiment=toy_transition): sums of 2-4 addends. The base guesses more
@@ -118,6 +125,7 @@ class Setting:
 TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.2, 3: 0.35, 4: 0.8})
 SETTINGS = {
     "tiny": Setting("tiny", TINY_DIR, "add"),
+    "direct": Setting("direct", TINY_DIRECT_DIR, "add", direct=True),
     "transition": Setting("transition", TRANSITION_DIR, "sum", model=dict(MODEL, num_hidden_layers=3),
                           sft=TRANSITION_SFT, eval_tokens=64),  # conf/model/tiny_transition.yaml's budget
 }
@@ -147,6 +155,7 @@ def _sample_traces(problems: list[dict], rng: random.Random, setting: Setting) -
         toy.trace(
             p["problem"], p["solution"],
             malformed=rng.random() < sft["p_malformed"], guessed=rng.random() < sft["p_guessed"], rng=rng,
+            direct=setting.direct,
         )
         for p in problems
     ]
@@ -316,9 +325,10 @@ def base_scores(path: Path, seeds=(0, 1, 2), eval_size: int = 200, problem_seed:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tina.embedded.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="tiny",
-                        help="tiny: the default model (add task); transition: experiment=toy_transition's (sum task)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the setting's, "
-                        f"{TINY_DIR} or {TRANSITION_DIR})")
+                        help="tiny: the default model (add task); direct: the toy non-distilled base (no working); "
+                             "transition: experiment=toy_transition's (sum task)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default: the setting's: {', '.join(str(s.out) for s in SETTINGS.values())})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out scores at the end")
     args = parser.parse_args(argv)

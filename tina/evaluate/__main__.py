@@ -43,15 +43,16 @@ def _argv(args: list[str]) -> list[str]:
 
 
 def cli() -> None:
+    from tina.hydra_internal import get_args_parser
+
     args = _argv(sys.argv[1:])
+    ns = get_args_parser().parse_args(args)  # the command line as Hydra will read it
     try:
-        check_override_keys(args)
+        check_override_keys(ns.overrides)
     except ConfigError as e:
         sys.exit(f"tina.evaluate: {e}")
-    flags = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
-    if not any(a.split("=")[0] in flags for a in args) and not any(
-        a.lstrip("+").startswith(("run_dir=", "base_model=")) for a in args
-    ):
+    info = ns.help or ns.hydra_help or ns.cfg or ns.info or ns.shell_completion or ns.experimental_rerun
+    if not info and not any(o.lstrip("+").startswith(("run_dir=", "base_model=")) for o in ns.overrides):
         sys.exit("tina.evaluate: give run_dir=RUN (a training run directory) or model=MODEL (hub id or path)")
     sys.argv = sys.argv[:1] + args
     main()
