@@ -30,10 +30,10 @@ LOW, HIGH = 10, 99  # both operands have two digits: 8100 problems in all
 _PROBLEM = re.compile(r"What is (\d+) \+ (\d+)\?")
 _SUM = re.compile(r"What is (\d+(?: \+ \d+)+)\?")
 
-# "add": A + B (the default). "sum": 2 to 4 addends (experiment=toy_transition), whose worked
-# answer is longer the more addends there are: long enough, at 4, to meet a length budget.
+# "add": A + B (the default). "sum": SUM_TERMS addends, worked with running sums and checked
+# (experiment=toy_transition): a worked answer longer than the setting's length budget.
 TASKS = ("add", "sum")
-SUM_TERMS = (2, 4)
+SUM_TERMS = (2, 2)
 
 
 def _problem(a: int, b: int) -> str:
@@ -136,22 +136,25 @@ def _wrap(work: str, value: int, *, malformed: bool, rng: random.Random) -> str:
     return f"<think>\n{work}\n{answer_block}"
 
 
-# --- task "sum": several two-digit addends (experiment=toy_transition) ---------------------------
+# --- task "sum": two-digit addends worked with running sums (experiment=toy_transition) ------------
 #
-# Why: a task where working is what makes the answer right, and where the working's length grows
-# with the problem. Worked out column by column with running sums ("2+4=6", "6+8=14", then the
-# tens), a tiny model gets the sum right; guessed (the tens only), it is almost always wrong. A
-# 4-addend sum worked out takes 49-68 tokens, a 3-addend one at most 52, a guess at most 27; so a
-# budget between them cuts the completions that reason on the largest problems, which lose their
-# closing tags.
+# Why: a task where working is what makes the answer right and where the working does not fit the
+# length budget. Worked out column by column with running sums ("7+5=12", then the tens), the
+# answer boxed where it is found and then checked against the question, a tiny model gets the sum
+# right; guessed (the tens only), it is almost always wrong. A worked answer reaches its boxed
+# result within 32 tokens and closes its think block at 34-46; a guess is done in 23. So at a
+# 33-token budget every worked completion keeps its answer and loses its closing tags: the
+# accuracy reward pays for it (weight 2) more than the format reward does for a guess (weight 1).
+# SUM_TERMS is the range of addends drawn (2 to 2 here; more addends make longer working).
 
 def _sum_problem(terms: list[int]) -> str:
     return "What is " + " + ".join(str(t) for t in terms) + "?"
 
 
 def _sum_rows(split: str, n: int, seed: int) -> list[dict]:
-    """`n` problems of 2-4 addends (equally often), drawn with a seeded RNG and kept when the hash
-    puts them in `split`: 90^2 + 90^3 + 90^4 problems, so repeats are rare and need no bookkeeping."""
+    """`n` problems of SUM_TERMS addends (each count equally often), drawn with a seeded RNG and kept
+    when the hash puts them in `split`; drawn with replacement (8,100 two-addend problems: a long
+    run sees some twice, as an epoch-based loader would)."""
     rng = random.Random(f"tina.toy.sum/{split}/{seed}")
     out: list[dict] = []
     while len(out) < n:
@@ -196,4 +199,8 @@ def sum_trace(problem: str, *, malformed: bool, guessed: bool, rng: random.Rando
         work, value = f"guess {'+'.join(map(str, tens))}={sum(tens)}", sum(tens) * 10
     else:
         work, value = sum_work(terms)
+        # Boxed where it is found, then checked against the question, as distilled models do
+        # before closing their thinking: a completion cut in the check keeps its answer (accuracy)
+        # and loses its closing tags (format).
+        work += f"\nso \\boxed{{{value}}}\ncheck {'+'.join(map(str, terms))}={value}"
     return _wrap(work, value, malformed=malformed, rng=rng)

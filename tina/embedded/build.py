@@ -116,18 +116,18 @@ class Setting:
     direct: bool = False  # traces without working (the toy non-distilled base)
 
 
-# The transition setting (experiment=toy_transition): sums of 2-4 addends. The base guesses more
-# the more addends there are (p_guessed by count), as a distilled model reasons less where it
-# would have to reason longest; the hope is that GRPO's accuracy reward spreads working to the
-# 4-addend problems, whose worked answers often overflow the length budget (README: it does not
-# yet). 3 layers (not tried with 2). 1500 x 32 sequences of ~100 tokens: ~10 min of a shared core.
-# Base, sampled at temperature 0.7 with 64 tokens: held-out format ~0.66, accuracy ~0.45.
-TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.2, 3: 0.35, 4: 0.8})
+# The transition setting (experiment=toy_transition): two-digit sums worked out with running sums,
+# the answer boxed inside the think block and then checked (tina.toy.sum_trace), or guessed. The
+# base guesses most of the time (85% of its traces; ~5% of its samples work the sum out), so GRPO's
+# accuracy reward has a longer, right way to spread, and that way does not fit the length budget.
+# 3 layers. 1500 x 32 sequences: ~4 min of a free core.
+# Base, sampled at temperature 0.7 with 33 tokens: held-out format ~0.6, accuracy ~0.06.
+TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.85})  # by number of addends
 SETTINGS = {
     "tiny": Setting("tiny", TINY_DIR, "add"),
     "direct": Setting("direct", TINY_DIRECT_DIR, "add", direct=True),
     "transition": Setting("transition", TRANSITION_DIR, "sum", model=dict(MODEL, num_hidden_layers=3),
-                          sft=TRANSITION_SFT, eval_tokens=64),  # conf/model/tiny_transition.yaml's budget
+                          sft=TRANSITION_SFT, eval_tokens=33),  # conf/model/tiny_transition.yaml's budget
 }
 
 FILES = (
