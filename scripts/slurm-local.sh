@@ -132,12 +132,12 @@ conf_value() { sed -n "s/^$2=//p" "$1" | tail -n1; }
 # (no pgrep: procps is not in minimal images).
 pid_of() {
   local name=$1 pidfile=$2 pid="" comm f
-  [ -r "$pidfile" ] && read -r pid <"$pidfile" 2>/dev/null || true
-  if [ -n "$pid" ] && read -r comm <"/proc/$pid/comm" 2>/dev/null && [ "$comm" = "$name" ]; then
+  [ -r "$pidfile" ] && read -r pid 2>/dev/null <"$pidfile" || true
+  if [ -n "$pid" ] && read -r comm 2>/dev/null <"/proc/$pid/comm" && [ "$comm" = "$name" ]; then
     echo "$pid"; return 0
   fi
   for f in /proc/[0-9]*/comm; do
-    read -r comm <"$f" 2>/dev/null || continue
+    read -r comm 2>/dev/null <"$f" || continue
     if [ "$comm" = "$name" ]; then f=${f#/proc/}; echo "${f%/comm}"; return 0; fi
   done
   return 1
@@ -163,7 +163,7 @@ record() {
 our_pid() {
   local pid t comm
   read -r pid t 2>/dev/null <"$STATE/$1.pid" || return 1
-  read -r comm <"/proc/$pid/comm" 2>/dev/null && [ "$comm" = "$1" ] && [ "$(start_time "$pid")" = "$t" ] \
+  read -r comm 2>/dev/null <"/proc/$pid/comm" && [ "$comm" = "$1" ] && [ "$(start_time "$pid")" = "$t" ] \
     && echo "$pid"
 }
 ours() { our_pid "$1" >/dev/null; }
