@@ -118,7 +118,7 @@ def test_toy_transition_falls_as_the_cut_share_rises_and_the_detector_finds_the_
     assert found["acquisition_step"] is None or found["acquisition_step"] < found["step"], found
 
     saved = summary(run)["saved_steps"]
-    assert saved == list(range(10, STEPS + 1, 10))
+    assert saved == list(range(5, STEPS + 1, 5))
     by_checkpoint = {}
     for step in saved:
         result = json.loads((run / "eval" / f"checkpoint-{step}" / "toy.json").read_text())
