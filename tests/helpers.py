@@ -31,6 +31,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from tina.phase import FORMAT_KEY, LENGTH_KEY
 from tina import run_dir as rd
+from tina.run_lock import start_time
 from tina.config import check_override_keys
 from tina.embedded import TINY_DIR
 from tina.status import sweep_status
@@ -264,7 +265,7 @@ def hand_written_sweep(sweep: Path) -> Path:
 def hold_lock(run: Path) -> None:
     """Make `run` look held by a live writer (this test process), as a running job's is."""
     (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                           "start_time": rd.start_time(os.getpid())}))
+                                           "start_time": start_time(os.getpid())}))
 
 
 # ----------------------------------------------------------------------------- provisioned tools

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from tests.helpers import ROOT, done, make_run, metrics, summary, train, train_cmd, tree_digest
 from tina import run_dir as rd
 from tina.errors import RunDirError
+from tina.run_lock import STALE_AFTER_S, start_time
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,7 @@ def test_a_stale_lock_from_another_host_is_taken_over_and_a_live_one_refused(tmp
     run.mkdir()
     lock = run / rd.LOCK
     lock.write_text(json.dumps({"host": "node-that-died", "pid": 4242, "since": "yesterday"}))
-    os.utime(lock, (time.time() - rd.STALE_AFTER_S - 60,) * 2)
+    os.utime(lock, (time.time() - STALE_AFTER_S - 60,) * 2)
     train(run, "train.max_steps=2")
     assert "no heartbeat" in summary(run)["lock_takeover"] and "node-that-died" in summary(run)["lock_takeover"]
 
@@ -116,7 +117,7 @@ def test_a_refused_rerun_leaves_every_byte_as_it_was(stopped_run, tmp_path):
     bad = train(run, "train.max_steps=12", "lora.rank=-1", check=False)
     assert bad.returncode != 0 and "lora.rank" in bad.stderr
     (run / rd.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                           "start_time": rd.start_time(os.getpid())}))
+                                           "start_time": start_time(os.getpid())}))
     held = tree_digest(run)
     locked = train(run, "train.max_steps=12", "train.stop_at_step=12", check=False)
     assert locked.returncode != 0 and f"pid {os.getpid()}" in locked.stderr

@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from tina import run_dir as rd
 from tina.phase import CLIPPED_KEY, FORMAT_KEY, LENGTH_KEY, detect
+from tina.run_lock import RunLock
 from tina.signals import SignalGuard
 
 log = logging.getLogger("tina.train")
@@ -55,7 +56,7 @@ class StopAt(TrainerCallback):
     """Stop and checkpoint at `stop_step`, before the LR schedule's horizon, as the paper did by hand;
     or after the step in flight when a signal came (SignalGuard) or the run's lock was lost."""
 
-    def __init__(self, stop_step: float, guard: SignalGuard, lock: rd.RunLock | None = None):
+    def __init__(self, stop_step: float, guard: SignalGuard, lock: RunLock | None = None):
         self.stop_step, self.guard, self.lock = stop_step, guard, lock
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from tina.errors import RunDirError
-from tina.run_lock import STALE_AFTER_S, RunLock, start_time  # noqa: F401  (the run's lock: rd.RunLock)
+from tina.run_lock import RunLock
 from tina.safe_pickles import refused_pickle
 from tina.run_status import RunStatus
 
