@@ -27,7 +27,7 @@ from tina.errors import (
 from tina.evaluate.config import EvalConfig
 from tina.prompts import SYSTEM_PROMPTS
 from tina.schema import check_override_keys as _check_keys
-from tina.schema import validate  # noqa: F401  (re-exported: tina.config.validate)
+from tina.schema import validate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
