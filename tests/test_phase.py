@@ -35,7 +35,7 @@ import pytest
 from tina.metrics import read_metrics
 from tina.phase import FORMAT_KEY, LENGTH_KEY, best_checkpoint, detect, saved_steps
 from tina.phase import main as phase_main
-from tests.helpers import curve, make_run
+from tests.helpers import curve, fall_begins, make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -394,6 +394,21 @@ def test_frozen_cpu_runs(name):
     assert res["acquisition_step"] is not None and abs(res["acquisition_step"] - acq) <= 0.05 * len(df), \
         (res["acquisition_reason"], acq)
     assert res["step"] is None, res["reason"]
+
+
+@pytest.mark.parametrize("seed", [42, 43, 44])
+def test_frozen_toy_transition_runs(seed):
+    """Three real runs of experiment=toy_transition (100 steps, seeds 42-44), frozen: the format reward
+    falls as the cut share rises. The fall is labelled by tests/helpers.fall_begins, a rule that never
+    calls the detector; the detector's destabilisation must land within 10% of the run of it, with
+    the cut share as its reason, and no acquisition after it."""
+    df = read_metrics(CURVES / f"toy_transition_seed{seed}.jsonl")
+    fall = fall_begins(df["step"].tolist(), df[FORMAT_KEY].tolist())
+    res = detect(df)
+    assert fall is not None and res["step"] is not None, (fall, res["reason"])
+    assert abs(res["step"] - fall["step"]) <= 0.1 * len(df), (res["step"], res["reason"], fall)
+    assert "cut at the length budget" in res["reason"], res["reason"]
+    assert res["acquisition_step"] is None or res["acquisition_step"] < res["step"], res["acquisition_reason"]
 
 
 # ----------------------------------------------------------------------------- explaining signals
