@@ -654,8 +654,8 @@ def detect(
     evidence["combination"] = combination
     signals = (_signals(df, (turn["bracket"][0], step), (step, turn["after_until_step"]))
                if turn is not None else {})
-    if combination == "both" and _why(signals):  # the other paths said it already
-        reason += f"; {_why(signals)}"
+    if combination == "both" and (why := _why(signals)):  # the other paths chose with it and said it
+        reason += f"; {why}"
     n_steps = int(df["step"].max()) if len(df) else None
     return {
         "step": None if step is None else int(step),
