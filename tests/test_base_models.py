@@ -1,5 +1,5 @@
 """The non-distilled base (model=qwen2_5_1_5b_instruct) composes with the paper's recipes, passes the
-precheck from a local copy of its weights, and prompts in ChatML with no "<think>" prefilled."""
+checks from a local copy of its weights, and prompts in ChatML with no "<think>" prefilled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import TINY_MODEL, compose_cfg
 from tina.config import ConfigError, validate
-from tina.train import load_tokenizer, precheck
+from tina.train import load_tokenizer
 
 MESSAGES = [{"role": "system", "content": "Think in <think> tags."}, {"role": "user", "content": "1 + 1?"}]
 # Qwen2.5's ChatML for a system and a user message, as its model card shows it.
@@ -26,13 +26,13 @@ def test_replaces_the_distilled_base_in_a_paper_recipe(order, tmp_path):
     assert (tc.dataset.name, tc.algorithm.num_generations, tc.train.stop_at_step) == ("open_rs2", 6, 850)
 
 
-def test_local_weights_pass_the_precheck_and_prompt_in_chatml(tmp_path):
+def test_local_weights_pass_the_checks_and_prompt_in_chatml(tmp_path):
     local = tmp_path / "Qwen2.5-1.5B-Instruct"  # stands in for a downloaded copy: the embedded model's files
     shutil.copytree(TINY_MODEL, local)
-    precheck(["model=qwen2_5_1_5b_instruct", f"model.name_or_path={local}", "compute=cpu"])
-    tc = validate(compose_cfg(["model=qwen2_5_1_5b_instruct", f"model.name_or_path={local}",
+    tc = validate(compose_cfg(["model=qwen2_5_1_5b_instruct", f"model.name_or_path={local}", "compute=cpu",
                                f"train.output_dir={tmp_path / 'run'}"]))
     prompt = load_tokenizer(tc).apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
     assert prompt == CHATML and not prompt.endswith("<think>\n")
     with pytest.raises(ConfigError, match=r"^model\.name_or_path: no model directory at"):
-        precheck(["model=qwen2_5_1_5b_instruct", f"model.name_or_path={tmp_path / 'absent'}"])
+        validate(compose_cfg(["model=qwen2_5_1_5b_instruct", f"model.name_or_path={tmp_path / 'absent'}",
+                              f"train.output_dir={tmp_path / 'run'}"]))

@@ -67,27 +67,24 @@ CORPUS = [
 ]
 
 DRIVER = """
-import io, json, sys, time
-from contextlib import redirect_stdout
-import tina.train
+import io, json, runpy, sys, time
+from contextlib import redirect_stderr, redirect_stdout
 out = []
 for args, _ in json.loads(sys.argv[1]):
     sys.argv = ["tina.train", *args]
-    start, code, printed = time.time(), 0, io.StringIO()
+    start, code, printed, errors = time.time(), 0, io.StringIO(), io.StringIO()
     try:
-        with redirect_stdout(printed):
-            tina.train.precheck(args)
+        with redirect_stdout(printed), redirect_stderr(errors):
+            runpy.run_module("tina.train", run_name="__main__", alter_sys=True)  # as python -m tina.train
     except SystemExit as e:
         code = e.code
-    except Exception as e:
-        code = f"tina: {e}" if isinstance(e, tina.train.ConfigError) else repr(e)
-    out.append({"code": code, "seconds": time.time() - start, "printed": printed.getvalue()})
+    out.append({"code": code, "seconds": time.time() - start, "printed": printed.getvalue() + errors.getvalue()})
 print(json.dumps(out))
 """
 
 
 def test_every_bad_command_is_refused_in_one_line_naming_the_key(tmp_path):
-    """The corpus runs through the CLI's checks (tina.train.precheck, what `cli()` runs before Hydra)
+    """The corpus runs through the CLI (`cli()`: the precheck, Hydra's composition, tina.start_check)
     in one real process; a sample also runs as real commands below."""
     assert len(CORPUS) >= 60
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(CORPUS)], capture_output=True, text=True,
@@ -185,9 +182,8 @@ def test_the_command_line_is_read_as_hydra_reads_it(tmp_path):
     no override)."""
     from tina.train import precheck
 
-    assert precheck(["--multi", "lora.rank=4,8"]) is None  # a sweep: the launchers check each job
-    assert precheck(["--experimental-rerun", str(tmp_path / "config.pickle")]) is None  # Hydra's own mode
-    assert precheck(["--cfg=job", f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=4,8"]) is None  # prints, runs nothing
-    tc = precheck([f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=8"])
-    assert (tc.train.output_dir, tc.lora.rank) == (f"{tmp_path}/a=b,c", 8)
+    assert precheck(["--multi", "lora.rank=4,8"]) is False  # a sweep: the launchers check each job
+    assert precheck(["--experimental-rerun", str(tmp_path / "config.pickle")]) is False  # Hydra's own mode
+    assert precheck(["--cfg=job", f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=4,8"]) is False  # prints, runs nothing
+    assert precheck([f"hydra.run.dir='{tmp_path}/a=b,c'", "lora.rank=8"]) is True  # a run: tina.start_check
     assert list(tmp_path.iterdir()) == []

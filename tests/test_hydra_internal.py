@@ -8,6 +8,7 @@ import inspect
 import re
 
 import hydra
+import pytest
 
 from tests.helpers import ROOT
 from tina import hydra_internal as hi
@@ -65,3 +66,54 @@ def test_the_command_line_parser_tina_reads():
             "config_path", "config_dir", "experimental_rerun"} <= dests, dests
     ns = parser.parse_args(["-m", "--cfg", "job", "-cn", "train", "a=1", "b='x=y'"])
     assert (ns.multirun, ns.cfg, ns.config_name, ns.overrides) == (True, "job", "train", ["a=1", "b='x=y'"])
+
+
+
+APP = """
+import os, sys
+import hydra
+from tina import hydra_internal as hi
+
+@hydra.main(version_base="1.3", config_path=sys.argv[2], config_name="train")
+def main(cfg):
+    print("ran")
+
+sys.argv[1:3], mode = [], sys.argv[1]
+if mode == "raised":
+    with hi.errors_raised() as composing:
+        try:
+            main()
+        except Exception as e:
+            print("RAISED", type(e).__name__, composing.active, os.environ["HYDRA_FULL_ERROR"])
+    print("AFTER", composing.active, os.environ.get("HYDRA_FULL_ERROR"))
+else:
+    main()
+"""
+
+
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_errors_raised_makes_hydra_main_raise_what_it_would_print(user_value, tmp_path):
+    """tina.train's cli reports a composition error in one line because, within errors_raised(),
+    `hydra.main` re-raises it (HYDRA_FULL_ERROR, hydra._internal.utils.run_and_report); without it
+    Hydra prints it over several lines and exits 1. After, the user's own value is back."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(APP)
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    if user_value is not None:
+        env["HYDRA_FULL_ERROR"] = user_value
+
+    def app(mode):
+        return subprocess.run([sys.executable, str(tmp_path / "app.py"), mode, str(ROOT / "conf"), "lora.rank=abc",
+                               f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    printed = app("printed")
+    assert printed.returncode == 1 and "could not be converted to Integer" in printed.stderr, printed.stderr
+    assert len(printed.stderr.strip().splitlines()) > 1  # what tina's one line replaces
+    raised = app("raised")
+    assert raised.returncode == 0, raised.stderr
+    assert raised.stdout.splitlines() == ["RAISED ConfigCompositionException True 1", f"AFTER False {user_value}"]
+    assert not (tmp_path / "run").exists()

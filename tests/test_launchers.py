@@ -137,15 +137,19 @@ import json, runpy, sys
 from tina import hydra_internal
 from tina.config import TinaConfig
 
-loader, counts = hydra_internal.ConfigLoaderImpl, {"job_compositions": 0, "validations": 0}
-load_sweep_config, check = loader.load_sweep_config, TinaConfig.check
+loader = hydra_internal.ConfigLoaderImpl
+counts = {"compositions": 0, "job_compositions": 0, "validations": 0}
+load_configuration, load_sweep_config, check = loader.load_configuration, loader.load_sweep_config, TinaConfig.check
+def counted_composition(self, *a, **k):
+    counts["compositions"] += 1
+    return load_configuration(self, *a, **k)
 def counted_load(self, *a, **k):
     counts["job_compositions"] += 1
     return load_sweep_config(self, *a, **k)
 def counted_check(self):
     counts["validations"] += 1
     return check(self)
-loader.load_sweep_config, TinaConfig.check = counted_load, counted_check
+loader.load_configuration, loader.load_sweep_config, TinaConfig.check = counted_composition, counted_load, counted_check
 sys.argv = ["tina.train", *sys.argv[1:]]
 try:
     runpy.run_module("tina.train", run_name="__main__", alter_sys=True)
@@ -157,16 +161,19 @@ finally:
 @pytest.mark.parametrize("multirun", [False, True], ids=["single run", "sweep of 2, basic launcher"])
 def test_each_job_is_composed_and_validated_once(multirun, tmp_path):
     """The launcher's check composes and validates each job, and the job starts from that config and
-    that result; a single run's precheck validates it, and the job does not again. Real jobs, counted
-    as Hydra's config loader and the schema's check() are called (they were 3 compositions and 2
-    validations a job in a sweep, 2 validations in a single run)."""
+    that result; a single run is composed by Hydra alone (tina.start_check validates that config, and
+    the job does not again). Real jobs, counted as Hydra's config loader and the schema's check() are
+    called (they were 3 compositions and 2 validations a job in a sweep; a single run was composed 3
+    times, once by tina's precheck, and validated twice). Hydra's `hydra.main` composes a command's
+    config twice itself (once to read its mode, once to run it), which no public API skips."""
     args = ["-m", f"hydra.sweep.dir={tmp_path}/sweep", "lora.rank=4,8"] if multirun else [f"hydra.run.dir={tmp_path}/run"]
     proc = subprocess.run([sys.executable, "-c", COUNT_DRIVER, *args, "train.max_steps=1", "train.save_steps=1",
                            "algorithm.max_completion_length=8"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = json.loads(proc.stderr.split("COUNTS ")[-1])
     jobs = 2 if multirun else 1
-    assert counts == {"job_compositions": jobs if multirun else 0, "validations": jobs}, counts
+    job_compositions = jobs if multirun else 0  # each also a composition (load_sweep_config calls load_configuration)
+    assert counts == {"compositions": 2 + job_compositions, "job_compositions": job_compositions, "validations": jobs}, counts
     runs = sorted((tmp_path / "sweep").glob("[0-9]_*")) if multirun else [tmp_path / "run"]
     statuses = [json.loads((run / "summary.json").read_text())["status"] for run in runs]
     assert statuses == ["completed"] * jobs

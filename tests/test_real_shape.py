@@ -93,7 +93,8 @@ def test_gpu_check_commands_are_valid_configs(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
     from tina.evaluate.config import check_override_keys, to_eval_config
-    from tina.train import precheck
+    from tests.helpers import compose_cfg
+    from tina.config import validate
 
     out = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), "--commands", str(TINY_MODEL),
                           sys.executable], capture_output=True, text=True, timeout=60,
@@ -103,7 +104,7 @@ def test_gpu_check_commands_are_valid_configs(tmp_path):
     train_args, eval_args = lines[: lines.index("--")], lines[lines.index("--") + 1:]
     assert "compute=gpu" in train_args and f"model.name_or_path={TINY_MODEL}" in train_args
     GlobalHydra.instance().clear()
-    precheck(train_args)  # composes and validates compute=gpu with vLLM colocated, as tina.train will
+    validate(compose_cfg([*train_args, f"train.output_dir={tmp_path / 'run'}"]))  # compute=gpu, vLLM colocated
     check_override_keys(eval_args)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

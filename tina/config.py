@@ -498,12 +498,12 @@ def schema_defaults() -> dict:
 
 
 # Each checked job's validate() result, by its config resolved with the run directory left out, kept
-# until the job starts: validation's one home per job (tina.train's precheck and main, tina.plan.job_config).
+# until the job starts: validation's one home per job (tina.start_check and tina.train.main, tina.plan.job_config).
 _VALIDATED: dict[str, TinaConfig] = {}
 
 
 def validate_job(cfg, checking: bool = False) -> TinaConfig:
-    """validate(cfg) once per job. A check before the job starts (checking=True: tina.train's precheck
+    """validate(cfg) once per job. A check before the job starts (checking=True: tina.start_check's check
     of a single run, the launchers' check of each job of a sweep) keeps its result in this process;
     the job, when Hydra starts it, takes that result instead of validating again, with its own
     train.output_dir: the one value a check cannot know (Hydra makes the directory) and no check

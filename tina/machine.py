@@ -1,7 +1,7 @@
 """Can this machine run a config: a CUDA GPU where the config needs one, vLLM where it generates
 with vLLM, and the model's weights on disk or on a hub it can reach.
 
-Asked before any directory is made (tina.train's precheck, the local launchers' checks) and again
+Asked before any directory is made (tina.start_check for a single run, the local launchers' checks) and again
 by a job at its start, before anything heavy loads: a SLURM job runs on a node the submitting
 machine cannot see into. Each answer is one line naming the key and what to do instead; finding it
 costs seconds (importing torch, one bounded request to the hub), never a download's retries.

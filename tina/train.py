@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from tina import machine, process_state
+from tina import hydra_internal, machine, process_state
 from tina import run_dir as rd
 from tina import run_record
 from tina.config import PACKAGE_DIR, TinaConfig, check_override_keys, schema_defaults, validate_job
@@ -437,7 +437,7 @@ def main(cfg: DictConfig) -> dict:
     # What was there before this job; Hydra's own empty train.log, made just now, does not count.
     before = {p for p in run_dir.iterdir() if p.name != rd.TRAIN_LOG or p.stat().st_size} if run_dir.is_dir() else set()
     try:
-        tc = validate_job(cfg)  # the precheck's or the launcher's result, when one checked this job
+        tc = validate_job(cfg)  # tina.start_check's or the launcher's result: this job was checked
         print_config(cfg)
         return train(cfg, tc)
     except ConfigError as e:
@@ -447,23 +447,24 @@ def main(cfg: DictConfig) -> dict:
         sys.exit(f"tina: {e}")
 
 
-def precheck(args: list[str]) -> TinaConfig | None:
-    """Compose and validate a single run's config the way Hydra will, before Hydra makes its run
-    directory or prints anything: a bad command is one line and leaves no trace. Returns the typed
-    config, kept for the job's start (tina.config.validate_job); None for a multirun or an info flag.
+def precheck(args: list[str]) -> bool:
+    """What can be checked of a command line before Hydra composes it: its syntax, a sweep without
+    -m, unknown keys and group options, each in one line naming the override. True when the command
+    starts a single run, whose composed config tina.start_check then checks, before Hydra makes its
+    run directory; a multirun is checked job by job by tina's sweeper and launchers
+    (hydra_plugins/tina_launcher).
 
     The command line is read by Hydra's own parser, so its flags, their values and its overrides are
-    what Hydra will see. A multirun is checked job by job by tina's launchers (hydra_plugins/tina_launcher)."""
+    what Hydra will see."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from tina.hydra_internal import get_args_parser
 
     ns = get_args_parser().parse_args(args)  # a usage error: Hydra's own message and exit status
     if ns.shell_completion or ns.experimental_rerun is not None:
-        return None  # Hydra's own modes: no job runs from these overrides
+        return False  # Hydra's own modes: no job runs from these overrides
     info = bool(ns.help or ns.hydra_help or ns.cfg or ns.info or ns.config_name or ns.config_path or ns.config_dir)
-    overrides, parsed = ns.overrides, []
-    for override in overrides:
+    for override in ns.overrides:
         try:
             (one,) = OverridesParser.create().parse_overrides([override])
         except Exception as e:
@@ -473,27 +474,8 @@ def precheck(args: list[str]) -> TinaConfig | None:
             raise ConfigError(f"{override}: several values are a sweep: add -m (python -m tina.train -m {override}); "
                               "for one list value write key=[a,b]")
         _check_group_choice(one)
-        parsed.append(one)
-    check_override_keys(overrides)
-    if info or ns.multirun:
-        return None
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(PACKAGE_DIR.parent / "conf"), version_base="1.3"):
-        try:
-            cfg = compose("train", overrides=overrides)
-        except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
-            raise ConfigError(composition_error(e)) from None
-    # values as Hydra reads them: a quoted path (hydra.run.dir='/a,b') names the directory without its quotes
-    given = {o.key_or_group: str(o.value()) for o in parsed if o.value() is not None and not o.is_delete()}
-    run_dir = given.get("train.output_dir") or given.get("hydra.run.dir")
-    cfg.train.output_dir = run_dir or "set-when-the-job-starts"
-    tc = validate_job(cfg, checking=True)
-    if run_dir and Path(run_dir).is_dir():  # an existing run: refuse another config or a live writer, touching nothing
-        run_dir = Path(run_dir)
-        rd.check_config(run_dir, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), schema_defaults())
-        rd.lock_of(run_dir).check_free()
-    return tc
+    check_override_keys(ns.overrides)
+    return not (info or ns.multirun)
 
 
 def _check_group_choice(override) -> None:
@@ -515,13 +497,20 @@ def _check_group_choice(override) -> None:
 
 def cli() -> None:
     try:
-        tc = precheck(sys.argv[1:])
-        if tc is not None:
-            machine.check(tc)  # a GPU config on a CPU machine, no vLLM, an unreachable model: refused here
+        single = precheck(sys.argv[1:])
     except ConfigError as e:
         sys.exit(f"tina: {e}")
     try:
-        main()
+        if not single:
+            main()
+            return
+        with hydra_internal.errors_raised() as composing:
+            try:
+                main()
+            except Exception as e:  # Hydra's composition errors: name the override, drop the traceback
+                if not composing.active:
+                    raise  # the job's own (HYDRA_FULL_ERROR set by the user): as Hydra would
+                sys.exit(f"tina: {composition_error(e)}")
     finally:
         for sweep in SweepSummary.sweeps:
             print_sweep_summary(sweep)
