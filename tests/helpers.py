@@ -98,6 +98,15 @@ def fall_begins(steps: list[int], fmt: list[float], window: int = 11, drop: floa
     return None
 
 
+def rise_halfway(steps: list[int], fmt: list[float], fall: dict, window: int = 11) -> int:
+    """Where the format reward's rise is halfway, by a rule that does not use tina.phase: the first
+    step whose centred rolling mean (`window` steps) is halfway from the first 10 steps' mean to the
+    peak that fall_begins found."""
+    r = pd.Series(fmt).rolling(window, center=True, min_periods=window // 2 + 1).mean().to_numpy()
+    half = (float(np.mean(fmt[:10])) + fall["peak"]) / 2
+    return steps[int(np.argmax(r >= half))]
+
+
 def compose_cfg(overrides: list[str]):
     check_override_keys(overrides)
     GlobalHydra.instance().clear()

@@ -156,7 +156,7 @@ def test_phase_early_stop_stops_a_patience_window_after_the_transition(tmp_path)
 
 @pytest.mark.slow
 def test_early_stop_phase_stops_after_a_real_transition_and_names_the_best_checkpoint(tmp_path):
-    """experiment=toy_transition, whose format reward falls within its first ~20 steps (tests/test_transition.py):
+    """experiment=toy_transition, whose format reward falls at steps ~40-60 (tests/test_transition.py):
     early stopping must find that fall, stop at the first check (every 10 steps) where the detector,
     reading the run so far, puts it `patience` steps back, well before the horizon, and name the last
     checkpoint saved at or before it."""

@@ -59,12 +59,14 @@ How, and WHY built this way
    (p <= ``P_MAX``), which lone spikes (a reward that fires once in a run and makes a fit's noise
    estimate ~0) cannot pass. Each comes with a reason and a confidence ("high" >= 4, "medium" >= 2
    noise SDs; below that it is not reported).
-   - Acquisition: the largest rise of the rolling mean, from the last point at its low to 90% of
-     the way up, kept when the level after differs from the level before by >= 2 pooled SDs and
-     >= a quarter of the series' 1-99% range; reported where the rolling mean is halfway up.
+   - Acquisition: the largest rise of the rolling mean up to its top, from the last point at its
+     low to 90% of the way up, kept when the level after differs from the level before by >= 2
+     pooled SDs and >= a quarter of the series' 1-99% range up to the hold after the rise (a later
+     fall to 0 does not shrink the rise); reported where the rolling mean is halfway up.
      Slow drifts over the whole run (a reader sees no step) fail the SD test.
    - Destabilisation: a peak turn of the format reward (4) whose top lies in the upper half of the
      series' range and after the acquisition, whose lower level lasts (the rank test above).
+     The first such turn that counts is the destabilisation (a run can fall again later, further).
      Paired with a completion-length trough within ``tolerance`` steps (default: max(10% of the
      logged span, 2 bins)), as the paper saw, it is "high" and the step is the earlier of the two
      turns. Alone, it counts when large (>= 4 noise SD: "high"), or when the share of completions
@@ -447,7 +449,9 @@ def _acquisition(x, y, width: int) -> dict | None:
     w = max(3, width, n // 20)
     sm = pd.Series(y).rolling(w, center=True, min_periods=1).mean().to_numpy()
     low_before = np.minimum.accumulate(sm)
-    top = int(np.argmax(sm - low_before))
+    # the rise to the format's top: a later rebound after a destabilisation can climb further from a
+    # lower low, and is not the format being learnt
+    top = int(np.argmax((sm - low_before)[: int(np.argmax(sm)) + 1]))
     i = int(np.nonzero(sm[: top + 1] == low_before[top])[0][-1])  # the last point at the low
     if top <= i:
         return None
@@ -459,7 +463,8 @@ def _acquisition(x, y, width: int) -> dict | None:
     pre = (x[max(0, i - hold)], x[max(i, min(k - 1, hold - 1))])
     post = (x[j], x[min(n - 1, j + hold)])
     t = _windows(x, y, pre, post)
-    span = float(np.quantile(y, 0.99) - np.quantile(y, 0.01))
+    upto = y[: min(n, j + hold + 1)]  # the range up to the hold: a later fall to 0 must not shrink the rise
+    span = float(np.quantile(upto, 0.99) - np.quantile(upto, 0.01))
     conf = _confidence(t["effect_sd"])
     if t["diff"] <= 0 or t["p"] > P_MAX or conf is None or t["diff"] < 0.25 * span:
         return None
@@ -602,39 +607,41 @@ def detect(
 
     step = f_step = l_step = conf = turn = None
     if fmt["available"]:
-        pairs = sorted((min(t["step"], l), abs(t["step"] - l), t["step"], l, i)
-                       for i, t in enumerate(f_turns) for l in l_turns if abs(t["step"] - l) <= tol)
-        if pairs:
-            step, _, f_step, l_step, i = pairs[0]
-            turn, conf, combination = f_turns[i], "high", "both"
-            reason = (f"format reward falls from step {f_step} and completion length bottoms out "
-                      f"at step {l_step} (within {tol} steps): transition at the earlier, {step}")
-        else:
+        combination = "format" if ln["available"] else f"format only (length: {ln['note']})"
+        # The first fall that counts is the destabilisation (a run can fall again later, further):
+        # one the length's trough pairs with, or a large one, or one the cut share explains.
+        for t in f_turns:
+            paired = sorted((abs(t["step"] - l), l) for l in l_turns if abs(t["step"] - l) <= tol)
+            if paired:
+                l_step = paired[0][1]
+                step, f_step, turn, conf, combination = min(t["step"], l_step), t["step"], t, "high", "both"
+                reason = (f"format reward falls from step {f_step} and completion length bottoms out "
+                          f"at step {l_step} (within {tol} steps): transition at the earlier, {step}")
+                break
+            sig = _signals(df, tuple(t["bracket"][:1]) + (t["step"],), (t["step"], t["after_until_step"]))
+            why = _why(sig)
+            c = _confidence(t["effect_in_noise_sd"])  # the rank test above kept lone spikes out
+            if why and c is None and t["effect_in_noise_sd"] >= min_effect:
+                c = "medium"
+            if c == "high" or (c == "medium" and (why or not require_both)):
+                step = f_step = t["step"]
+                turn, conf = t, ("high" if why else c)
+                reason = (f"transition at step {step}: the format reward falls by {t['effect']:.3g} "
+                          f"({t['effect_in_noise_sd']:.1f} noise SD)" + (f"; {why}" if why else ""))
+                l_step = l_turns[0] if l_turns else None
+                break
+        else:  # no turn counts: a gentle, lasting fall the penalised fit merges into the hold?
             l_step = l_turns[0] if l_turns else None
-            combination = "format" if ln["available"] else f"format only (length: {ln['note']})"
-            for t in f_turns:  # the format reward alone: a large fall, or one the cut share explains
-                sig = _signals(df, tuple(t["bracket"][:1]) + (t["step"],), (t["step"], t["after_until_step"]))
+            sag = _sag(*series["format"], fmt["smooth_window"], acq)
+            if sag is not None:
+                sig = _signals(df, (sag["from_step"], sag["step"]), (sag["step"], sag["low_step"]))
                 why = _why(sig)
-                c = _confidence(t["effect_in_noise_sd"])  # the rank test above kept lone spikes out
-                if why and c is None and t["effect_in_noise_sd"] >= min_effect:
-                    c = "medium"
-                if c == "high" or (c == "medium" and (why or not require_both)):
-                    step = f_step = t["step"]
-                    turn, conf = t, ("high" if why else c)
-                    reason = (f"transition at step {step}: the format reward falls by {t['effect']:.3g} "
-                              f"({t['effect_in_noise_sd']:.1f} noise SD)" + (f"; {why}" if why else ""))
-                    break
-            if step is None:  # a gentle, lasting fall the penalised fit merges into the hold
-                sag = _sag(*series["format"], fmt["smooth_window"], acq)
-                if sag is not None:
-                    sig = _signals(df, (sag["from_step"], sag["step"]), (sag["step"], sag["low_step"]))
-                    why = _why(sig)
-                    if sag["confidence"] == "high" or why or not require_both:
-                        step = f_step = sag["step"]
-                        conf = "high" if why else sag["confidence"]
-                        turn = {"bracket": [sag["from_step"]], "after_until_step": sag["low_step"]}
-                        reason = f"transition at step {step}: " + sag["reason"] + (f"; {why}" if why else "")
-                    fmt["sag"] = sag
+                if sag["confidence"] == "high" or why or not require_both:
+                    step = f_step = sag["step"]
+                    conf = "high" if why else sag["confidence"]
+                    turn = {"bracket": [sag["from_step"]], "after_until_step": sag["low_step"]}
+                    reason = f"transition at step {step}: " + sag["reason"] + (f"; {why}" if why else "")
+                fmt["sag"] = sag
             if step is None:
                 desc = f"format turns at {[t['step'] for t in f_turns] or 'no step'}, length turns at {l_turns or 'no step'}"
                 reason = f"no transition: {desc}; none is a large fall after a hold, nor paired within {tol} steps"

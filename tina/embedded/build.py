@@ -21,7 +21,8 @@ format part of the time. So this script makes a toy distilled base in three seed
    break at three different tokens), so the trained shares land below the data's.
 
 `--setting transition` builds experiment=toy_transition's base the same way on the "sum" task
-(tina.toy: 2-4 addends), with the SETTINGS below.
+(tina.toy: two-digit sums), with the SETTINGS below, and then a second, short supervised stage on
+traces that nearly always guess: a base that can work a sum out but seldom does (see TRANSITION_SFT).
 
 Reproducible: the same seed gives byte-identical files, given (a) the locked versions of torch
 and transformers (transformers' weight initialisation changes between releases; constraints.txt
@@ -53,7 +54,7 @@ import math
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tina import toy
@@ -114,20 +115,30 @@ class Setting:
     sft: dict = field(default_factory=lambda: dict(SFT))
     eval_tokens: int = 32  # base_scores' completion budget: the setting's max_completion_length
     direct: bool = False  # traces without working (the toy non-distilled base)
+    then: dict | None = None  # a second supervised stage after `sft` (its keys), on traces drawn anew
 
 
 # The transition setting (experiment=toy_transition): two-digit sums worked out with running sums,
-# the answer boxed inside the think block and then checked (tina.toy.sum_trace), or guessed. The
-# base guesses most of the time (85% of its traces; ~5% of its samples work the sum out), so GRPO's
-# accuracy reward has a longer, right way to spread, and that way does not fit the length budget.
-# 3 layers. 1500 x 32 sequences: ~4 min of a free core.
-# Base, sampled at temperature 0.7 with 33 tokens: held-out format ~0.6, accuracy ~0.06.
+# the answer boxed inside the think block and then checked (tina.toy.sum_trace), or guessed.
+# Why two stages. The paper's curve rises (the format is learnt), holds, then falls (the working
+# that the accuracy reward spreads outgrows the length budget and loses its closing tags). For a
+# hold, the format must be learnt well before the working takes over. GRPO spreads a rare way of
+# answering at a pace that grows with its share (a group holds it more often, and each time it
+# gains), so the takeover takes time ~ 1 / its starting share, while the format, wrong in a third
+# of the base's samples, is learnt in ~20 steps whatever that share. Stage 1 (1500 x 32 sequences,
+# 15% worked) teaches the working; stage 2 (100 x 32 sequences, 3% worked, a lower lr) makes the
+# base choose it in ~0.5% of its samples, keeping most of the skill: the takeover starts ~40 steps
+# after the format is learnt. With 6.5% worked (stage 1 alone) the format fell from the start;
+# with 1.8% it rose for ~15 steps and fell; with ~0% nothing falls within 200 steps.
+# 3 layers. ~4 min of a free core. Base, sampled at temperature 0.7 with 33 tokens: held-out
+# format ~0.67, accuracy ~0.01.
 TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.85})  # by number of addends
+TRANSITION_THEN = dict(TRANSITION_SFT, steps=100, lr=3e-4, warmup=10, p_guessed={2: 0.97})
 SETTINGS = {
     "tiny": Setting("tiny", TINY_DIR, "add"),
     "direct": Setting("direct", TINY_DIRECT_DIR, "add", direct=True),
     "transition": Setting("transition", TRANSITION_DIR, "sum", model=dict(MODEL, num_hidden_layers=3),
-                          sft=TRANSITION_SFT, eval_tokens=33),  # conf/model/tiny_transition.yaml's budget
+                          sft=TRANSITION_SFT, then=TRANSITION_THEN, eval_tokens=33),  # the budget: conf/model/tiny_transition.yaml
 }
 
 FILES = (
@@ -287,6 +298,8 @@ def build(out: Path | None = None, seed: int = 0, log=print, setting: Setting = 
         model = build_model(len(hf), hf.eos_token_id, seed, setting)
         log(f"tokenizer: {len(hf)} tokens; model: {model.num_parameters()} parameters")
         warm_start(model, hf, seed, log=log, setting=setting)
+        if setting.then:  # its own draw of problems and traces: seed + 1
+            warm_start(model, hf, seed + 1, log=log, setting=replace(setting, sft=setting.then))
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
