@@ -381,12 +381,13 @@ def _rule_labels(df: pd.DataFrame) -> tuple[int | None, int | None]:
     return acq, (int(df["step"].iloc[int(np.argmax(low))]) if low.any() else None)
 
 
-@pytest.mark.parametrize("name", ["default_seed42", "checks_base_budget42"])
+@pytest.mark.parametrize("name", ["default_seed42", "checks_base_budget42", "toy_transition_seed45"])
 def test_frozen_cpu_runs(name):
-    """Two real GRPO runs on CPU, frozen (metrics.jsonl, key columns): the embedded default
-    (python -m tina.train, seed 42) and a base warm-started with re-checking traces at a 42-token
+    """Three real GRPO runs on CPU, frozen (metrics.jsonl, key columns): the embedded default
+    (python -m tina.train, seed 42), a base warm-started with re-checking traces at a 42-token
     budget (its length falls to a minimum and rebounds, the cut share stays under 5%, the format
-    holds). Both learn the format in the first ~30 steps and neither destabilises."""
+    holds), and experiment=toy_transition's seed 45, whose rare working never took hold in 200
+    steps. All learn the format in the first ~30 steps and none destabilises."""
     df = read_metrics(CURVES / f"{name}.jsonl")
     acq, destab = _rule_labels(df)
     res = detect(df)
@@ -396,10 +397,11 @@ def test_frozen_cpu_runs(name):
     assert res["step"] is None, res["reason"]
 
 
-@pytest.mark.parametrize("seed", [42, 43, 44])
+@pytest.mark.parametrize("seed", [42, 43, 44, 46, 47])
 def test_frozen_toy_transition_runs(seed):
-    """Three real runs of experiment=toy_transition (200 steps, seeds 42-44), frozen: the format reward
-    rises, holds, and falls as the cut share rises (seed 43 falls twice, to ~0.5 and then to ~0).
+    """Five real runs of experiment=toy_transition (200 steps, seeds 42-47 but 45), frozen: the format
+    reward rises, holds (for ~10 steps in seed 47, ~40 in seed 42), and falls as the cut share rises
+    (seed 43 falls twice, to ~0.5 and then to ~0).
     The rise and the fall are labelled by tests/helpers.rise_halfway and fall_begins, rules that never
     call the detector; the detector's acquisition must land within 5% of the run of the rise, its
     destabilisation within 10% of the (first) fall, with the cut share as its reason."""

@@ -60,9 +60,10 @@ How, and WHY built this way
    estimate ~0) cannot pass. Each comes with a reason and a confidence ("high" >= 4, "medium" >= 2
    noise SDs; below that it is not reported).
    - Acquisition: the largest rise of the rolling mean up to its top, from the last point at its
-     low to 90% of the way up, kept when the level after differs from the level before by >= 2
-     pooled SDs and >= a quarter of the series' 1-99% range up to the hold after the rise (a later
-     fall to 0 does not shrink the rise); reported where the rolling mean is halfway up.
+     low to 90% of the way up, kept when the level after (from there, while the rolling mean stays
+     above halfway) differs from the level before (up to the low) by >= 2 pooled SDs and >= a
+     quarter of the series' 1-99% range up to the hold after the rise (a later fall to 0 does not
+     shrink the rise); reported where the rolling mean is halfway up.
      Slow drifts over the whole run (a reader sees no step) fail the SD test.
    - Destabilisation: a peak turn of the format reward (4) whose top lies in the upper half of the
      series' range and after the acquisition, whose lower level lasts (the rank test above).
@@ -459,9 +460,13 @@ def _acquisition(x, y, width: int) -> dict | None:
     half = (sm[i] + sm[j]) / 2
     k = i + int(np.argmax(sm[i: j + 1] >= half))
     hold = max(3, w, n // 10)
-    # before: up to `hold` points to the low (from the start when the run starts low), not past halfway
-    pre = (x[max(0, i - hold)], x[max(i, min(k - 1, hold - 1))])
-    post = (x[j], x[min(n - 1, j + hold)])
+    # before: up to `hold` points to the low; with fewer than 5 before it (the run starts low), on
+    # from the low, not past halfway
+    pre = (x[max(0, i - hold)], x[i if i >= 4 else max(i, min(k - 1, hold - 1))])
+    # after: up to `hold` points from 90% of the way up while the rolling mean stays above halfway (a
+    # fall soon after the rise is the next event, not the level the rise reached)
+    below = np.nonzero(sm[j: j + hold + 1] < half)[0]
+    post = (x[j], x[min(n - 1, j + (int(below[0]) - 1 if len(below) else hold))])
     t = _windows(x, y, pre, post)
     upto = y[: min(n, j + hold + 1)]  # the range up to the hold: a later fall to 0 must not shrink the rise
     span = float(np.quantile(upto, 0.99) - np.quantile(upto, 0.01))
