@@ -432,6 +432,7 @@ def main(cfg: DictConfig) -> dict:
     removed; in a multirun it is raised, so Hydra records that job failed and the others go on."""
     from hydra.core.hydra_config import HydraConfig
 
+    hydra_internal.release()  # done by tina.start_check, unless hydra.callbacks dropped it: the job's errors are Hydra's
     single = HydraConfig.get().mode.name == "RUN"
     run_dir = Path(cfg.train.output_dir)
     # What was there before this job; Hydra's own empty train.log, made just now, does not count.
