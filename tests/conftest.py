@@ -35,19 +35,10 @@ def pytest_collection_modifyitems(config, items):
     tests before it. Both scripts hold a lock while they provision, so the fixtures below, which call
     them again, wait for that run and find the service ready (or report its error themselves)."""
     needed: set[str] = set()
-    group, waits = {}, set()  # each test's group; groups that wait on a service being provisioned
     for item in items:
         names = getattr(item, "fixturenames", ())
-        group[item] = "slurm" if "cluster" in names else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group[item]))
+        item.add_marker(pytest.mark.xdist_group("slurm" if "cluster" in names else item.nodeid.split("::")[0]))
         needed.update(names)
-        if {"cluster", "lighteval_python"} & set(names):
-            waits.add(group[item])
-    # Groups with a slow test first (stable otherwise): a worker takes whole groups, and the slowest
-    # module collected last (test_transition.py, ~6 min) ran alone at the end while the other worker
-    # idled. Groups that wait on provisioning keep their place, behind the CPU-bound tests.
-    heavy = {group[item] for item in items if item.get_closest_marker("slow")} - waits
-    items.sort(key=lambda item: group[item] not in heavy)
     background = []
     if "cluster" in needed and os.geteuid() == 0:
         background.append(["bash", str(SCRIPT), "up"])
