@@ -125,6 +125,7 @@ def test_up_refuses_clearly_and_touches_nothing_when_someone_elses_cluster_is_br
         foreign_cluster
         # Someone else's node goes away: their slurmctld and slurmdbd still run, no job can start.
         kill "$(cat /run/slurm/slurmd.pid)"; scontrol update NodeName=localhost State=DOWN Reason=gone
+        while daemons | grep -q '^slurmd '; do sleep 0.1; done  # gone before BEFORE lists the daemons
         echo "BEFORE $(fingerprint /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf | paste -sd' ') $(daemons | paste -sd' ')"
         script up && echo "UP rc=0" || echo "UP rc=$?"
         echo "AFTER $(fingerprint /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf | paste -sd' ') $(daemons | paste -sd' ')"
