@@ -613,6 +613,7 @@ def detect(
     step = f_step = l_step = conf = turn = None
     if fmt["available"]:
         combination = "format" if ln["available"] else f"format only (length: {ln['note']})"
+        l_step = l_turns[0] if l_turns else None  # the length's own turn, unless one pairs with a fall
         # The first fall that counts is the destabilisation (a run can fall again later, further):
         # one the length's trough pairs with, or a large one, or one the cut share explains.
         for t in f_turns:
@@ -633,10 +634,8 @@ def detect(
                 turn, conf = t, ("high" if why else c)
                 reason = (f"transition at step {step}: the format reward falls by {t['effect']:.3g} "
                           f"({t['effect_in_noise_sd']:.1f} noise SD)" + (f"; {why}" if why else ""))
-                l_step = l_turns[0] if l_turns else None
                 break
         else:  # no turn counts: a gentle, lasting fall the penalised fit merges into the hold?
-            l_step = l_turns[0] if l_turns else None
             sag = _sag(*series["format"], fmt["smooth_window"], acq)
             if sag is not None:
                 sig = _signals(df, (sag["from_step"], sag["step"]), (sag["step"], sag["low_step"]))

@@ -128,8 +128,9 @@ class Setting:
 # of the base's samples, is learnt in ~20 steps whatever that share. Stage 1 (1500 x 32 sequences,
 # 15% worked) teaches the working; stage 2 (100 x 32 sequences, 3% worked, a lower lr) makes the
 # base choose it in ~0.5% of its samples (the skill itself GRPO sharpens again: held-out accuracy
-# 0.01 -> 0.66-0.95 in 200 steps): the takeover starts ~20-40 steps after the format is learnt. With 6.5% worked (stage 1 alone) the format fell from the start;
-# with 1.8% it rose for ~15 steps and fell; a longer stage 2 left no worked answer in 1,200 samples.
+# 0.01 -> 0.66-0.95 in 200 steps): the takeover starts ~20-40 steps after the format is learnt.
+# With 6.5% worked (stage 1 alone) the format fell from the start; with 1.8% it rose for ~15 steps
+# and fell; a longer stage 2 left no worked answer in 1,200 samples.
 # 3 layers. ~4 min of a free core. Base, sampled at temperature 0.7 with 33 tokens: held-out
 # format ~0.67, accuracy ~0.01.
 TRANSITION_SFT = dict(SFT, steps=1500, p_malformed=0.5, p_guessed={2: 0.85})  # by number of addends
